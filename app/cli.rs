@@ -1,0 +1,326 @@
+//! The command-line subcommands: thin wrappers that read files, call the same library functions
+//! the window uses, and print. Errors come back as one line naming the file.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::workflow::api::ApiPrompt;
+use crate::workflow::convert::{ConvertOptions, flat_to_api, repair_for_server};
+use crate::workflow::edit::{self, CompileMode, Edits};
+use crate::workflow::flat::{self, Strictness};
+use crate::workflow::load::{LoadedWorkflow, load};
+use crate::workflow::node_defs::NodeDefs;
+use crate::workflow::{WorkflowError, recognise};
+
+/// Files larger than this are refused before reading: no workflow or output video is this big.
+pub const MAX_INPUT_BYTES: u64 = 1 << 30;
+
+/// Why a subcommand failed; printed as one line after "wan-pilot: ".
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    exit_code: u8,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            exit_code: 2,
+        }
+    }
+
+    fn in_file(path: &Path, error: impl fmt::Display) -> Self {
+        Self::new(format!("{}: {error}", path.display()))
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// For subcommands whose work belongs to a later milestone: say so and exit 2, never pretend.
+pub fn not_available(what: &str, tracked_in: &str) -> Result<(), Failure> {
+    Err(Failure::new(format!(
+        "{what} is not available yet in this build (tracked in {tracked_in})"
+    )))
+}
+
+pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once(['x', 'X', '×'])
+        .ok_or_else(|| format!("'{text}' is not a size like 832x480"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (16..=16384).contains(n))
+            .ok_or_else(|| format!("'{s}' in '{text}' is not a size between 16 and 16384 pixels"))
+    };
+    Ok((number(w)?, number(h)?))
+}
+
+pub fn parse_compile_mode(text: &str) -> Result<CompileMode, String> {
+    CompileMode::parse(text).ok_or_else(|| {
+        let all: Vec<&str> = CompileMode::ALL.iter().map(|m| m.as_str()).collect();
+        format!(
+            "'{text}' is not a compile mode; use one of {}",
+            all.join(", ")
+        )
+    })
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
+    let meta = fs::metadata(path).map_err(|e| Failure::in_file(path, e))?;
+    if meta.is_dir() {
+        return Err(Failure::in_file(path, "is a folder, not a workflow file"));
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(Failure::in_file(
+            path,
+            format!(
+                "is {} MB; no workflow or output file is that large",
+                meta.len() >> 20
+            ),
+        ));
+    }
+    fs::read(path).map_err(|e| Failure::in_file(path, e))
+}
+
+fn node_defs(object_info: Option<&Path>) -> Result<std::borrow::Cow<'static, NodeDefs>, Failure> {
+    match object_info {
+        None => Ok(std::borrow::Cow::Borrowed(NodeDefs::bundled())),
+        Some(path) => {
+            let bytes = read_input(path)?;
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| Failure::in_file(path, WorkflowError::from_json(&e)))?;
+            let defs = NodeDefs::from_object_info(&value, &path.display().to_string())
+                .map_err(|e| Failure::in_file(path, e))?;
+            Ok(std::borrow::Cow::Owned(defs))
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Result<LoadedWorkflow, Failure> {
+    let bytes = read_input(path)?;
+    load(&bytes).map_err(|e| Failure::in_file(path, e))
+}
+
+pub fn inspect(path: &Path, as_json: bool, object_info: Option<&Path>) -> Result<(), Failure> {
+    let defs = node_defs(object_info)?;
+    let loaded = load_file(path)?;
+    let inspection = recognise::inspect(&loaded, &defs).map_err(|e| Failure::in_file(path, e))?;
+    let json = serde_json::to_value(&inspection).map_err(|e| Failure::new(e.to_string()))?;
+    let text = if as_json {
+        serde_json::to_string_pretty(&json).map_err(|e| Failure::new(e.to_string()))?
+    } else {
+        summary(&json)
+    };
+    print_out(&text)
+}
+
+/// The human-readable `inspect`: the same facts as the JSON, a line each.
+fn summary(json: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "?".to_string(),
+        other => other.to_string(),
+    };
+    let place = |v: &Value| {
+        let mut s = format!("{} #{}", text(&v["class_type"]), text(&v["node"]));
+        if v["active"] == Value::Bool(false) {
+            s.push_str(" (off)");
+        }
+        s
+    };
+    let quantity = |name: &str, v: &Value| {
+        if v.is_null() || v.get("node").is_none() {
+            return format!("{name:<9} not found");
+        }
+        let source = v["source"]["chain"]
+            .as_str()
+            .or_else(|| v["source"].as_str())
+            .unwrap_or("");
+        format!(
+            "{name:<9} {} on {}.{}  [{}]",
+            text(&v["value"]),
+            place(v),
+            text(&v["input"]),
+            source
+        )
+    };
+    let mut lines = vec![format!(
+        "{:<9} {} workflow, {}",
+        "format",
+        text(&json["format"]),
+        text(&json["family"])
+    )];
+    lines.push(quantity("frames", &json["frames"]));
+    lines.push(quantity("width", &json["width"]));
+    lines.push(quantity("height", &json["height"]));
+    lines.push(quantity("fps", &json["fps"]));
+    for model in json["models"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{:<9} {:<12} {}  ({})",
+            "model",
+            text(&model["role"]),
+            text(&model["file"]),
+            place(model)
+        ));
+    }
+    for sampler in json["samplers"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{:<9} {}: steps {}, {}–{}, cfg {}",
+            "sampler",
+            place(sampler),
+            text(&sampler["steps"]),
+            text(&sampler["start"]),
+            text(&sampler["end"]),
+            text(&sampler["cfg"])
+        ));
+    }
+    for node in json["compile"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "{:<9} {} mode {}",
+            "compile",
+            place(node),
+            text(&node["mode"])
+        ));
+    }
+    for node in json["block_swap"].as_array().into_iter().flatten() {
+        lines.push(format!("{:<9} {}", "blockswap", place(node)));
+    }
+    for node in json["outputs"].as_array().into_iter().flatten() {
+        lines.push(format!("{:<9} {}", "output", place(node)));
+    }
+    for warning in json["warnings"].as_array().into_iter().flatten() {
+        lines.push(format!("{:<9} {}", "warning", text(warning)));
+    }
+    lines.join("\n")
+}
+
+pub fn convert(
+    path: &Path,
+    output: Option<&Path>,
+    edits: &Edits,
+    object_info: Option<&Path>,
+) -> Result<(), Failure> {
+    let defs = node_defs(object_info)?;
+    let loaded = load_file(path)?;
+    let mut graph = match (&loaded.api, &loaded.ui) {
+        // An output file's prompt is exactly what ran: start from it rather than re-converting.
+        (Some((prompt, _)), _) => {
+            check_links(path, prompt)?;
+            flat::from_api(prompt)
+        }
+        (None, Some(ui)) => {
+            flat::flatten(ui, &defs, Strictness::Convert).map_err(|e| Failure::in_file(path, e))?
+        }
+        (None, None) => return Err(Failure::in_file(path, "holds no workflow")),
+    };
+    let mut notes = repair_for_server(&mut graph, &defs);
+    notes.extend(edit::apply(&mut graph, &defs, edits).map_err(|e| Failure::in_file(path, e))?);
+    for note in notes {
+        eprintln!("wan-pilot: {note}");
+    }
+    let prompt = flat_to_api(&graph, &defs, &ConvertOptions::default());
+    check_links(path, &prompt)?;
+    let mut text =
+        serde_json::to_string_pretty(&prompt.to_json()).map_err(|e| Failure::new(e.to_string()))?;
+    text.push('\n');
+    match output {
+        Some(out) => write_atomically(out, text.as_bytes()).map_err(|e| Failure::in_file(out, e)),
+        None => print_out(&text),
+    }
+}
+
+/// A prompt with a link to a missing node or a cycle would be refused by the server; say so here.
+fn check_links(path: &Path, prompt: &ApiPrompt) -> Result<(), Failure> {
+    if let Some((node, input, origin)) = prompt.dangling_links().into_iter().next() {
+        return Err(Failure::in_file(
+            path,
+            WorkflowError::DanglingLink {
+                link: format!("[\"{origin}\", …]"),
+                place: format!("node {node} input {input}"),
+                target: format!("node {origin}"),
+            },
+        ));
+    }
+    match prompt.find_cycle() {
+        Some(node) => Err(Failure::in_file(path, WorkflowError::Cycle { node })),
+        None => Ok(()),
+    }
+}
+
+fn print_out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    let result = if text.ends_with('\n') {
+        stdout.write_all(text.as_bytes())
+    } else {
+        writeln!(stdout, "{text}")
+    };
+    match result {
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| Failure::new(format!("cannot write to standard output: {e}"))),
+    }
+}
+
+/// Writes through a temporary file in the same folder and renames it, so a reader never sees half
+/// a file and a failure leaves the old one intact.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_x_or_times() {
+        assert_eq!(parse_size("832x480"), Ok((832, 480)));
+        assert_eq!(parse_size("832×480"), Ok((832, 480)));
+        assert!(parse_size("832").is_err());
+        assert!(parse_size("0x480").is_err());
+    }
+
+    #[test]
+    fn atomic_writes_replace_the_file() {
+        let dir = std::env::temp_dir().join(format!("wan-pilot-cli-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.json");
+        write_atomically(&path, b"one").unwrap();
+        write_atomically(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

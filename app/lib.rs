@@ -1,0 +1,7 @@
+//! wan-pilot: a desktop front end for Wan 2.2 video generation in ComfyUI.
+//!
+//! The layers only look down: `workflow` is pure (bytes in, graphs out); the CLI in `main.rs`
+//! and, later, the window call the same functions.
+
+pub mod cli;
+pub mod workflow;

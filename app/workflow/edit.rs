@@ -1,0 +1,792 @@
+//! Edits wan-pilot makes before it queues a workflow: frame count, size, seed, prompt text,
+//! torch.compile mode, and a frame tap that saves every decoded frame as PNG for the preview.
+//!
+//! Edits work on the flattened graph, which still knows where each value came from, so a frame
+//! count fed by a primitive or a maths chain changes everywhere it is used; the API prompt is
+//! produced from the edited graph.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+
+use super::error::WorkflowError;
+use super::flat::{FlatGraph, FlatInput, FlatNode, ValueSource};
+use super::node_defs::{NodeDefs, WidgetSlot};
+use super::ui::NodeMode;
+
+/// torch.compile modes, fastest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompileMode {
+    MaxAutotune,
+    MaxAutotuneNoCudagraphs,
+    ReduceOverhead,
+    Default,
+    Off,
+}
+
+impl CompileMode {
+    pub const ALL: [CompileMode; 5] = [
+        CompileMode::MaxAutotune,
+        CompileMode::MaxAutotuneNoCudagraphs,
+        CompileMode::ReduceOverhead,
+        CompileMode::Default,
+        CompileMode::Off,
+    ];
+
+    /// The `mode` value torch.compile and the compile nodes take (`off` is ours).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompileMode::MaxAutotune => "max-autotune",
+            CompileMode::MaxAutotuneNoCudagraphs => "max-autotune-no-cudagraphs",
+            CompileMode::ReduceOverhead => "reduce-overhead",
+            CompileMode::Default => "default",
+            CompileMode::Off => "off",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<CompileMode> {
+        Self::ALL.into_iter().find(|m| m.as_str() == text)
+    }
+}
+
+impl fmt::Display for CompileMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What to change. `None` leaves a value as the workflow has it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edits {
+    pub frames: Option<u32>,
+    pub size: Option<(u32, u32)>,
+    pub compile: Option<CompileMode>,
+    pub seed: Option<u64>,
+    pub prompt: Option<String>,
+    /// Filename prefix of the frame tap; `None` adds none.
+    pub frame_tap_prefix: Option<String>,
+}
+
+/// Id prefix of nodes wan-pilot inserts, so a later edit can find and remove them.
+pub const INSERTED_ID_PREFIX: &str = "wan-pilot-";
+
+/// Frame counts Wan can decode exactly are 4n+1; this is the nearest one (ties go up).
+pub fn snap_frames(frames: u32) -> u32 {
+    if frames <= 1 {
+        return 1;
+    }
+    let below = (frames - 1) / 4 * 4 + 1;
+    if frames - below >= 2 {
+        below + 4
+    } else {
+        below
+    }
+}
+
+/// The nearest multiple of `step` (at least one step).
+pub fn snap_size(pixels: u32, step: u32) -> u32 {
+    let step = step.max(1);
+    ((pixels + step / 2) / step).max(1) * step
+}
+
+/// Node classes whose one output is a constant set by a widget: editing them edits every use.
+const CONSTANT_NODES: &[(&str, &str)] = &[
+    ("PrimitiveInt", "value"),
+    ("PrimitiveFloat", "value"),
+    ("PrimitiveString", "value"),
+    ("PrimitiveStringMultiline", "value"),
+    ("PrimitiveBoolean", "value"),
+    ("INTConstant", "value"),
+    ("FloatConstant", "value"),
+    ("StringConstant", "string"),
+    ("StringConstantMultiline", "string"),
+    ("Int", "value"),
+    ("Float", "value"),
+];
+
+/// Sources whose value the graph computes from other values (safe to override with a literal).
+const MATHS_NODES: &[&str] = &[
+    "easy mathInt",
+    "easy mathFloat",
+    "easy convertAnything",
+    "MathExpression|pysssss",
+    "SimpleMath+",
+    "ComfyMathExpression",
+    "CM_FloatToInt",
+    "mxSlider",
+    "mxSlider2D",
+];
+
+const FRAME_INPUTS: &[&str] = &["length", "num_frames", "video_length"];
+
+/// The input that holds the frame count on a Wan node, if it is one.
+pub fn frame_input(node: &FlatNode) -> Option<&'static str> {
+    let class = node.class_type.as_str();
+    let is_wan_video =
+        class == "EmptyHunyuanLatentVideo" || class.contains("Wan") || class.starts_with("Wan2_2");
+    if !is_wan_video {
+        return None;
+    }
+    FRAME_INPUTS
+        .iter()
+        .copied()
+        .find(|name| node.inputs.contains_key(*name))
+}
+
+/// Applies the edits; returns what was done, in words, for the user.
+pub fn apply(
+    flat: &mut FlatGraph,
+    defs: &NodeDefs,
+    edits: &Edits,
+) -> Result<Vec<String>, WorkflowError> {
+    let mut notes = Vec::new();
+    if let Some(frames) = edits.frames {
+        set_frames(flat, frames, &mut notes)?;
+    }
+    if let Some(size) = edits.size {
+        set_size(flat, size, &mut notes)?;
+    }
+    if let Some(seed) = edits.seed {
+        set_seed(flat, seed, &mut notes)?;
+    }
+    if let Some(text) = &edits.prompt {
+        set_prompt(flat, text, &mut notes)?;
+    }
+    if let Some(mode) = edits.compile {
+        set_compile(flat, defs, mode, &mut notes)?;
+    }
+    if let Some(prefix) = &edits.frame_tap_prefix {
+        add_frame_tap(flat, defs, prefix, &mut notes)?;
+    }
+    Ok(notes)
+}
+
+fn active_ids(flat: &FlatGraph, wanted: impl Fn(&FlatNode) -> bool) -> Vec<String> {
+    flat.nodes
+        .values()
+        .filter(|n| n.mode.is_active() && wanted(n))
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+fn label(node: &FlatNode) -> String {
+    format!("{} #{}", node.class_type, node.id)
+}
+
+fn set_frames(
+    flat: &mut FlatGraph,
+    frames: u32,
+    notes: &mut Vec<String>,
+) -> Result<(), WorkflowError> {
+    let snapped = snap_frames(frames);
+    if snapped != frames {
+        notes.push(format!(
+            "{frames} frames is not of the form 4n+1 that Wan decodes exactly; using {snapped}"
+        ));
+    }
+    let targets = active_ids(flat, |n| frame_input(n).is_some());
+    if targets.is_empty() {
+        return Err(WorkflowError::Edit(
+            "no active node in this workflow holds a Wan frame count (length, num_frames or video_length)".into(),
+        ));
+    }
+    for id in targets {
+        let Some(input) = flat.nodes.get(&id).and_then(frame_input) else {
+            continue;
+        };
+        set_consistent(flat, &id, input, json!(snapped), notes)?;
+    }
+    Ok(())
+}
+
+fn set_size(
+    flat: &mut FlatGraph,
+    (width, height): (u32, u32),
+    notes: &mut Vec<String>,
+) -> Result<(), WorkflowError> {
+    // The 5B model's VAE compresses 16× and its patches are 2×2, so it needs multiples of 32.
+    let is_5b = flat.nodes.values().any(|n| {
+        n.mode.is_active()
+            && (n.class_type == "Wan22ImageToVideoLatent"
+                || n.inputs.values().any(|i| match i {
+                    FlatInput::Value {
+                        value: Value::String(s),
+                        ..
+                    } => {
+                        let s = s.to_lowercase();
+                        s.contains("ti2v_5b")
+                            || s.contains("2_2-ti2v-5b")
+                            || s.contains("wan2.2_5b")
+                    }
+                    _ => false,
+                }))
+    });
+    let step = if is_5b { 32 } else { 16 };
+    let (w, h) = (snap_size(width, step), snap_size(height, step));
+    if (w, h) != (width, height) {
+        notes.push(format!(
+            "{width}×{height} is not a multiple of {step} (what this model needs); using {w}×{h}"
+        ));
+    }
+    let targets = active_ids(flat, |n| {
+        frame_input(n).is_some()
+            && (n.inputs.contains_key("width") || n.inputs.contains_key("base_resolution"))
+    });
+    if targets.is_empty() {
+        return Err(WorkflowError::Edit(
+            "no active Wan latent or encode node with a width and height".into(),
+        ));
+    }
+    for id in targets {
+        let has_base = flat
+            .nodes
+            .get(&id)
+            .is_some_and(|n| !n.inputs.contains_key("width"));
+        if has_base {
+            // VideoX-Fun samplers take one base resolution and keep the image's aspect.
+            set_consistent(flat, &id, "base_resolution", json!(w.max(h)), notes)?;
+            continue;
+        }
+        set_consistent(flat, &id, "width", json!(w), notes)?;
+        set_consistent(flat, &id, "height", json!(h), notes)?;
+    }
+    Ok(())
+}
+
+fn set_seed(flat: &mut FlatGraph, seed: u64, notes: &mut Vec<String>) -> Result<(), WorkflowError> {
+    let targets: Vec<(String, &'static str)> = flat
+        .nodes
+        .values()
+        .filter(|n| n.mode.is_active())
+        .flat_map(|n| {
+            ["seed", "noise_seed"]
+                .into_iter()
+                .filter(|name| n.inputs.contains_key(*name))
+                .map(|name| (n.id.clone(), name))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if targets.is_empty() {
+        return Err(WorkflowError::Edit(
+            "no active node in this workflow takes a seed".into(),
+        ));
+    }
+    for (id, input) in targets {
+        set_consistent(flat, &id, input, json!(seed), notes)?;
+    }
+    Ok(())
+}
+
+fn set_prompt(
+    flat: &mut FlatGraph,
+    text: &str,
+    notes: &mut Vec<String>,
+) -> Result<(), WorkflowError> {
+    let mut targets: Vec<(String, &'static str)> = Vec::new();
+    // Native graphs: the text encoders that feed a `positive` input, through conditioning nodes.
+    let mut queue: Vec<String> = flat
+        .nodes
+        .values()
+        .filter(|n| n.mode.is_active())
+        .filter_map(|n| match n.inputs.get("positive") {
+            Some(FlatInput::Link { origin, .. }) => Some(origin.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(id) = queue.pop() {
+        if !seen.insert(id.clone()) {
+            continue;
+        }
+        let Some(node) = flat.nodes.get(&id) else {
+            continue;
+        };
+        if node.inputs.contains_key("text") && node.class_type.starts_with("CLIPTextEncode") {
+            targets.push((id, "text"));
+            continue;
+        }
+        for name in [
+            "positive",
+            "conditioning",
+            "conditioning_to",
+            "conditioning_1",
+        ] {
+            if let Some(FlatInput::Link { origin, .. }) = node.inputs.get(name) {
+                queue.push(origin.clone());
+            }
+        }
+    }
+    // WanVideoWrapper: its text encoders take the positive prompt directly.
+    for node in flat.nodes.values().filter(|n| n.mode.is_active()) {
+        if node.class_type.starts_with("WanVideoTextEncode")
+            && node.inputs.contains_key("positive_prompt")
+        {
+            targets.push((node.id.clone(), "positive_prompt"));
+        }
+    }
+    if targets.is_empty() {
+        return Err(WorkflowError::Edit(
+            "found no positive prompt text in this workflow".into(),
+        ));
+    }
+    for (id, input) in targets {
+        set_consistent(flat, &id, input, json!(text), notes)?;
+    }
+    Ok(())
+}
+
+/// Sets `input` of node `id` so that every place sharing its value changes with it.
+fn set_consistent(
+    flat: &mut FlatGraph,
+    id: &str,
+    input: &str,
+    value: Value,
+    notes: &mut Vec<String>,
+) -> Result<(), WorkflowError> {
+    let Some(node) = flat.nodes.get(id) else {
+        return Ok(());
+    };
+    let Some(current) = node.inputs.get(input).cloned() else {
+        return Ok(());
+    };
+    match current {
+        FlatInput::Value { source, .. } => {
+            let shared = matches!(
+                source,
+                ValueSource::Primitive(_) | ValueSource::SubgraphWidget { .. }
+            );
+            if shared {
+                for node in flat.nodes.values_mut() {
+                    for v in node.inputs.values_mut() {
+                        if let FlatInput::Value {
+                            value: old,
+                            source: s,
+                        } = v
+                            && *s == source
+                        {
+                            *old = value.clone();
+                        }
+                    }
+                }
+            } else if let Some(FlatInput::Value { value: old, .. }) =
+                flat.nodes.get_mut(id).and_then(|n| n.inputs.get_mut(input))
+            {
+                *old = value;
+            }
+            Ok(())
+        }
+        FlatInput::Link { origin, slot, .. } => {
+            let Some(source) = flat.nodes.get(&origin) else {
+                return Ok(());
+            };
+            let source_label = label(source);
+            if let Some((_, widget)) = CONSTANT_NODES.iter().find(|(c, _)| *c == source.class_type)
+                && source.inputs.contains_key(*widget)
+            {
+                return set_consistent(flat, &origin, widget, value, notes);
+            }
+            // A resize or size node with a widget of the same name: the size is set there.
+            if matches!(source.inputs.get(input), Some(FlatInput::Value { .. })) {
+                notes.push(format!(
+                    "{input} of {} set on {source_label}, which feeds it",
+                    label_of(flat, id)
+                ));
+                return set_consistent(flat, &origin, input, value, notes);
+            }
+            if MATHS_NODES.contains(&source.class_type.as_str()) {
+                // Every use of the computed value gets the literal, so they stay equal.
+                let mut replaced = 0;
+                for node in flat.nodes.values_mut() {
+                    for v in node.inputs.values_mut() {
+                        if matches!(v, FlatInput::Link { origin: o, slot: s, .. } if *o == origin && *s == slot)
+                        {
+                            *v = FlatInput::Value {
+                                value: value.clone(),
+                                source: ValueSource::Widget,
+                            };
+                            replaced += 1;
+                        }
+                    }
+                }
+                notes.push(format!(
+                    "{input} was computed by {source_label}; its {replaced} use(s) now get {value} directly"
+                ));
+                return Ok(());
+            }
+            Err(WorkflowError::Edit(format!(
+                "{input} of {} comes from {source_label} when the workflow runs (a loaded file or \
+                 image decides it), so it cannot be set here; change it on that node",
+                label_of(flat, id)
+            )))
+        }
+    }
+}
+
+fn label_of(flat: &FlatGraph, id: &str) -> String {
+    flat.nodes
+        .get(id)
+        .map(label)
+        .unwrap_or_else(|| id.to_string())
+}
+
+const COMPILE_NODES_WITH_MODE: &[&str] = &[
+    "TorchCompileModelWanVideoV2",
+    "TorchCompileModelAdvanced",
+    "WanVideoTorchCompileSettings",
+];
+
+/// Diffusion-model loaders of native graphs, whose MODEL path gets a compile node.
+const NATIVE_MODEL_LOADERS: &[&str] = &[
+    "UNETLoader",
+    "UnetLoaderGGUF",
+    "UnetLoaderGGUFAdvanced",
+    "UNETLoaderDisTorch2MultiGPU",
+    "UnetLoaderGGUFDisTorch2MultiGPU",
+    "DiffusionModelLoaderKJ",
+    "CheckpointLoaderSimple",
+];
+
+/// Nodes a compile node goes after: they patch weights, which compiling must see.
+const LORA_LOADERS: &[&str] = &[
+    "LoraLoaderModelOnly",
+    "LoraLoader",
+    "Power Lora Loader (rgthree)",
+];
+
+fn set_compile(
+    flat: &mut FlatGraph,
+    defs: &NodeDefs,
+    mode: CompileMode,
+    notes: &mut Vec<String>,
+) -> Result<(), WorkflowError> {
+    let ours: Vec<String> = flat
+        .nodes
+        .keys()
+        .filter(|id| id.starts_with(INSERTED_ID_PREFIX) && id.contains("compile"))
+        .cloned()
+        .collect();
+    let users: Vec<String> = flat
+        .nodes
+        .values()
+        .filter(|n| {
+            COMPILE_NODES_WITH_MODE.contains(&n.class_type.as_str())
+                && !n.id.starts_with(INSERTED_ID_PREFIX)
+        })
+        .map(|n| n.id.clone())
+        .collect();
+    if mode == CompileMode::Off {
+        for id in ours {
+            remove_passing_through(flat, &id);
+        }
+        for id in users {
+            if flat.nodes.get(&id).is_some_and(|n| n.mode.is_active()) {
+                notes.push(format!("bypassed {}", label_of(flat, &id)));
+                remove_passing_through(flat, &id);
+            }
+        }
+        return Ok(());
+    }
+    // Existing compile nodes: set their mode (and switch them on: we decide now).
+    if !users.is_empty() || !ours.is_empty() {
+        for id in users.iter().chain(&ours) {
+            if let Some(node) = flat.nodes.get_mut(id) {
+                node.inputs.insert(
+                    "mode".into(),
+                    FlatInput::Value {
+                        value: json!(mode.as_str()),
+                        source: ValueSource::Widget,
+                    },
+                );
+                if !node.mode.is_active() {
+                    node.mode = NodeMode::Always;
+                    notes.push(format!(
+                        "switched on {} (it was off in the workflow)",
+                        label(node)
+                    ));
+                }
+            }
+        }
+        notes.push(format!(
+            "compile mode {mode} set on {} node(s)",
+            users.len() + ours.len()
+        ));
+        return Ok(());
+    }
+    let wrapper_loaders = active_ids(flat, |n| n.class_type.starts_with("WanVideoModelLoader"));
+    if !wrapper_loaders.is_empty() {
+        let id = insert_node(
+            flat,
+            defs,
+            "WanVideoTorchCompileSettings",
+            "compile-settings",
+            &[("mode", json!(mode.as_str()))],
+        )?;
+        for loader in wrapper_loaders {
+            if let Some(node) = flat.nodes.get_mut(&loader) {
+                node.inputs.insert(
+                    "compile_args".into(),
+                    FlatInput::Link {
+                        origin: id.clone(),
+                        slot: 0,
+                        hops: Vec::new(),
+                    },
+                );
+            }
+        }
+        notes.push(format!(
+            "inserted WanVideoTorchCompileSettings ({mode}) for the wrapper's model loaders"
+        ));
+        return Ok(());
+    }
+    let class = ["TorchCompileModelWanVideoV2", "TorchCompileModelAdvanced"]
+        .into_iter()
+        .find(|c| defs.get(c).is_some())
+        .ok_or_else(|| {
+            WorkflowError::Edit(
+                "the server offers no compile node with a mode (install ComfyUI-KJNodes, which provides \
+                 TorchCompileModelWanVideoV2)"
+                    .into(),
+            )
+        })?;
+    let loaders = active_ids(flat, |n| {
+        NATIVE_MODEL_LOADERS.contains(&n.class_type.as_str())
+    });
+    if loaders.is_empty() {
+        return Err(WorkflowError::Edit(
+            "found no diffusion-model loader to compile".into(),
+        ));
+    }
+    for loader in loaders {
+        // Walk down the MODEL path past the LoRA loaders.
+        let mut at = (loader.clone(), 0usize);
+        for _ in 0..64 {
+            let next = consumers(flat, &at).into_iter().find(|(id, _)| {
+                flat.nodes
+                    .get(id)
+                    .is_some_and(|n| LORA_LOADERS.contains(&n.class_type.as_str()))
+            });
+            match next {
+                Some((id, _)) => at = (id, 0),
+                None => break,
+            }
+        }
+        let users = consumers(flat, &at);
+        if users.is_empty() {
+            continue;
+        }
+        let id = insert_node(
+            flat,
+            defs,
+            class,
+            "compile",
+            &[("mode", json!(mode.as_str()))],
+        )?;
+        if let Some(node) = flat.nodes.get_mut(&id) {
+            node.inputs.insert(
+                "model".into(),
+                FlatInput::Link {
+                    origin: at.0.clone(),
+                    slot: at.1,
+                    hops: Vec::new(),
+                },
+            );
+        }
+        for (user, input) in users {
+            if let Some(node) = flat.nodes.get_mut(&user) {
+                node.inputs.insert(
+                    input,
+                    FlatInput::Link {
+                        origin: id.clone(),
+                        slot: 0,
+                        hops: Vec::new(),
+                    },
+                );
+            }
+        }
+        notes.push(format!(
+            "inserted {class} ({mode}) after {}",
+            label_of(flat, &at.0)
+        ));
+    }
+    Ok(())
+}
+
+/// Active inputs that take output `(id, slot)`: (node id, input name).
+fn consumers(flat: &FlatGraph, (id, slot): &(String, usize)) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for node in flat.nodes.values().filter(|n| n.mode.is_active()) {
+        for (name, input) in &node.inputs {
+            if matches!(input, FlatInput::Link { origin, slot: s, .. } if origin == id && s == slot)
+            {
+                out.push((node.id.clone(), name.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Takes a pass-through node (compile) out: its users get its `model` input, or lose the link.
+fn remove_passing_through(flat: &mut FlatGraph, id: &str) {
+    let upstream = flat
+        .nodes
+        .get(id)
+        .and_then(|n| n.inputs.get("model").cloned());
+    for node in flat.nodes.values_mut() {
+        let names: Vec<String> = node
+            .inputs
+            .iter()
+            .filter(|(_, v)| matches!(v, FlatInput::Link { origin, .. } if origin == id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in names {
+            match &upstream {
+                Some(link @ FlatInput::Link { .. }) => {
+                    node.inputs.insert(name, link.clone());
+                }
+                _ => {
+                    node.inputs.shift_remove(&name);
+                }
+            }
+        }
+    }
+    if id.starts_with(INSERTED_ID_PREFIX) {
+        flat.nodes.shift_remove(id);
+    } else if let Some(node) = flat.nodes.get_mut(id) {
+        node.mode = NodeMode::Bypass;
+    }
+}
+
+/// Adds a node of `class` with every widget input set (defaults, then `values`); returns its id.
+fn insert_node(
+    flat: &mut FlatGraph,
+    defs: &NodeDefs,
+    class: &str,
+    tag: &str,
+    values: &[(&str, Value)],
+) -> Result<String, WorkflowError> {
+    let def = defs
+        .get(class)
+        .ok_or_else(|| WorkflowError::Edit(format!("the server does not offer {class}")))?;
+    let mut n = 1;
+    let id = loop {
+        let candidate = format!("{INSERTED_ID_PREFIX}{tag}-{n}");
+        if !flat.nodes.contains_key(&candidate) {
+            break candidate;
+        }
+        n += 1;
+    };
+    let mut inputs = IndexMap::new();
+    for slot in def.widget_slots() {
+        let WidgetSlot::Input(k) = slot else { continue };
+        let Some(input) = def.inputs.get(k) else {
+            continue;
+        };
+        if let Some(default) = &input.default {
+            inputs.insert(
+                input.name.clone(),
+                FlatInput::Value {
+                    value: default.clone(),
+                    source: ValueSource::Default,
+                },
+            );
+        }
+    }
+    for (name, value) in values {
+        inputs.insert(
+            (*name).to_string(),
+            FlatInput::Value {
+                value: value.clone(),
+                source: ValueSource::Widget,
+            },
+        );
+    }
+    flat.nodes.insert(
+        id.clone(),
+        FlatNode {
+            id: id.clone(),
+            class_type: class.to_string(),
+            title: Some(format!("wan-pilot {tag}")),
+            mode: NodeMode::Always,
+            subgraph_path: Vec::new(),
+            is_described: true,
+            inputs,
+            raw_widgets: Vec::new(),
+            place: "inserted by wan-pilot".into(),
+        },
+    );
+    Ok(id)
+}
+
+const DECODERS: &[&str] = &[
+    "VAEDecode",
+    "VAEDecodeTiled",
+    "WanVideoDecode",
+    "WanVideoDecodeMultiGPU",
+];
+
+fn add_frame_tap(
+    flat: &mut FlatGraph,
+    defs: &NodeDefs,
+    prefix: &str,
+    notes: &mut Vec<String>,
+) -> Result<(), WorkflowError> {
+    let decoders = active_ids(flat, |n| DECODERS.contains(&n.class_type.as_str()));
+    // The decoder whose frames reach an output: the last one in a chain of decodes.
+    let Some(decoder) = decoders
+        .iter()
+        .find(|id| !consumers(flat, &((*id).clone(), 0)).is_empty())
+        .or(decoders.first())
+        .cloned()
+    else {
+        return Err(WorkflowError::Edit(
+            "found no VAE decode node whose frames could be saved".into(),
+        ));
+    };
+    let id = insert_node(
+        flat,
+        defs,
+        "SaveImage",
+        "frame-tap",
+        &[("filename_prefix", json!(prefix))],
+    )?;
+    if let Some(node) = flat.nodes.get_mut(&id) {
+        node.inputs.insert(
+            "images".into(),
+            FlatInput::Link {
+                origin: decoder.clone(),
+                slot: 0,
+                hops: Vec::new(),
+            },
+        );
+    }
+    notes.push(format!(
+        "frames of {} also saved as PNG ({prefix}_*.png)",
+        label_of(flat, &decoder)
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_snap_to_the_nearest_4n_plus_1() {
+        assert_eq!(snap_frames(81), 81);
+        assert_eq!(snap_frames(80), 81);
+        assert_eq!(snap_frames(79), 81);
+        assert_eq!(snap_frames(78), 77);
+        assert_eq!(snap_frames(0), 1);
+        assert_eq!(snap_frames(2), 1);
+        assert_eq!(snap_frames(3), 5);
+    }
+
+    #[test]
+    fn sizes_snap_to_the_model_step() {
+        assert_eq!(snap_size(832, 16), 832);
+        assert_eq!(snap_size(833, 16), 832);
+        assert_eq!(snap_size(720, 32), 736);
+        assert_eq!(snap_size(1, 32), 32);
+    }
+}

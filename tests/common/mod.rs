@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The shared workflow corpus beside the checkout.
+pub fn shared_workflows() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/workflows")
+}
+
+/// A corpus file by name, from the top folder or `community/`.
+pub fn corpus_file(name: &str) -> PathBuf {
+    let top = shared_workflows().join(name);
+    if top.exists() {
+        top
+    } else {
+        shared_workflows().join("community").join(name)
+    }
+}
+
+/// JSON equality where 1 and 1.0 are the same number (Python and JavaScript write them apart).
+pub fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
+}

@@ -1,0 +1,94 @@
+//! Prompts converted from the oracle UI workflows must pass a real ComfyUI's `/prompt` validation.
+//!
+//! Needs a running ComfyUI 0.8.0 with the four custom node packs and empty model files of the
+//! right names (see `assets/README.md`), so it runs only when `WAN_PILOT_COMFYUI_URL` names one,
+//! e.g. `WAN_PILOT_COMFYUI_URL=http://127.0.0.1:8199 cargo test --test real_server -- --nocapture`.
+//! Without it the test says it was skipped. Each accepted prompt is queued, so afterwards the
+//! test interrupts and clears the server's queue.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wan_pilot::workflow::convert::{ConvertOptions, flat_to_api, repair_for_server};
+use wan_pilot::workflow::flat::{Strictness, flatten};
+use wan_pilot::workflow::load::load;
+use wan_pilot::workflow::node_defs::NodeDefs;
+
+/// A minimal HTTP/1.1 POST on loopback; returns (status, body).
+fn post(base: &str, path: &str, body: &Value) -> (u16, Value) {
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(host).expect("connect to ComfyUI");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let payload = body.to_string();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body_text = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    // aiohttp answers without chunking for JSON replies.
+    (
+        status,
+        serde_json::from_str(body_text).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn converted_oracle_prompts_pass_server_validation() {
+    let Ok(base) = std::env::var("WAN_PILOT_COMFYUI_URL") else {
+        println!("skipped: set WAN_PILOT_COMFYUI_URL to a ComfyUI server to run this check");
+        return;
+    };
+    let mut names: Vec<String> = std::fs::read_dir(common::shared_workflows().join("oracle-api"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    let mut rejected = Vec::new();
+    for name in &names {
+        let ui_path = common::corpus_file(name);
+        let loaded = load(&std::fs::read(&ui_path).unwrap()).unwrap();
+        // What `wan-pilot convert` sends: the frontend's conversion, then the repairs for this server.
+        let defs = NodeDefs::bundled();
+        let mut graph = flatten(&loaded.ui.unwrap(), defs, Strictness::Convert).unwrap();
+        for note in repair_for_server(&mut graph, defs) {
+            println!("{name}: {note}");
+        }
+        let prompt = flat_to_api(&graph, defs, &ConvertOptions::default());
+        let (status, reply) = post(
+            &base,
+            "/api/prompt",
+            &json!({"prompt": prompt.to_json(), "client_id": "wan-pilot-test"}),
+        );
+        let errors = reply.get("node_errors").cloned().unwrap_or(Value::Null);
+        let clean = status == 200 && errors.as_object().is_none_or(|m| m.is_empty());
+        println!("{name}: HTTP {status}, node_errors {errors}");
+        if !clean {
+            rejected.push(format!("{name}: HTTP {status}: {reply}"));
+        }
+    }
+    post(&base, "/api/interrupt", &json!({}));
+    post(&base, "/api/queue", &json!({"clear": true}));
+    println!(
+        "{} of {} accepted",
+        names.len() - rejected.len(),
+        names.len()
+    );
+    assert!(rejected.is_empty(), "rejected:\n{}", rejected.join("\n"));
+}

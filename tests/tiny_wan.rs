@@ -1,0 +1,53 @@
+//! A real output of wan-pilot's edits: the official 14B t2v workflow converted with
+//! `--frames 17 --size 64x64 --seed 42 --compile default --frame-tap`, run to the end on a real
+//! ComfyUI with tiny random-weight Wan models (see tests/data/tiny-wan/README.md). Dropping that
+//! MP4 must give back both the prompt that ran and the workflow it came from.
+
+mod common;
+
+use std::path::Path;
+
+use serde_json::Value;
+use wan_pilot::workflow::load::{Origin, load};
+
+fn data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/tiny-wan")
+        .join(name)
+}
+
+#[test]
+fn the_output_video_gives_back_prompt_and_workflow() {
+    let loaded = load(&std::fs::read(data("official_t2v_edited.mp4")).unwrap()).unwrap();
+    assert!(matches!(loaded.origin, Origin::Embedded(_)));
+    let ui = loaded.ui.expect("the UI workflow");
+    assert!(ui.root.nodes.len() > 20);
+    let (prompt, _) = loaded.api.expect("the prompt that ran");
+    let posted: Value =
+        serde_json::from_slice(&std::fs::read(data("official_t2v_edited.posted.json")).unwrap())
+            .unwrap();
+    assert!(common::same_value(&prompt.to_json(), &posted));
+    assert_eq!(prompt.nodes["74"].inputs["length"], serde_json::json!(17));
+}
+
+#[test]
+fn converting_the_video_starts_from_the_prompt_that_ran() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wan-pilot"))
+        .args([
+            "convert",
+            data("official_t2v_edited.mp4").to_str().unwrap(),
+            "--frames",
+            "33",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let prompt: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(prompt["74"]["inputs"]["length"], 33);
+    assert_eq!(prompt["74"]["inputs"]["width"], 64);
+    assert_eq!(prompt["wan-pilot-compile-1"]["inputs"]["mode"], "default");
+}
