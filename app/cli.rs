@@ -218,15 +218,14 @@ pub fn convert(
     let defs = node_defs(object_info)?;
     let loaded = load_file(path)?;
     let mut graph = match (&loaded.api, &loaded.ui) {
-        // An output file's prompt is exactly what ran: start from it rather than re-converting.
-        (Some((prompt, _)), _) => {
+        (Some((prompt, _)), _) if loaded.reads_prompt() => {
             check_links(path, prompt)?;
             flat::from_api(prompt)
         }
-        (None, Some(ui)) => {
+        (_, Some(ui)) => {
             flat::flatten(ui, &defs, Strictness::Convert).map_err(|e| Failure::in_file(path, e))?
         }
-        (None, None) => return Err(Failure::in_file(path, "holds no workflow")),
+        (_, None) => return Err(Failure::in_file(path, "holds no workflow")),
     };
     let mut notes = repair_for_server(&mut graph, &defs);
     notes.extend(edit::apply(&mut graph, &defs, edits).map_err(|e| Failure::in_file(path, e))?);

@@ -210,3 +210,39 @@ fn seed_and_prompt_reach_the_samplers_and_text_encoders() {
         .count();
     assert_eq!(positive, 1, "only the positive encoder changes");
 }
+
+#[test]
+fn repairs_rename_moved_inputs_and_windows_model_paths() {
+    use wan_pilot::workflow::convert::repair_for_server;
+    // WanVideoEncode's `image` input is `driving_video` in the wrapper this server runs.
+    let loaded = load(
+        &std::fs::read(common::corpus_file("kijai_wrapper_wan22_5B_i2v.json")).unwrap(),
+    )
+    .unwrap();
+    let defs = NodeDefs::bundled();
+    let mut graph = flat::flatten(loaded.ui.as_ref().unwrap(), defs, Strictness::Convert).unwrap();
+    let notes = repair_for_server(&mut graph, defs);
+    assert!(notes.iter().any(|n| n.contains("'driving_video'")), "{notes:?}");
+    let prompt = flat_to_api(&graph, defs, &ConvertOptions::default());
+    assert!(as_link(&prompt.nodes["70"].inputs["driving_video"]).is_some());
+    assert!(!prompt.nodes["70"].inputs.contains_key("image"));
+
+    // A model saved on Windows in a subfolder, offered by a Linux server with `/`.
+    let info = json!({"UNETLoader": {
+        "input": {"required": {
+            "unet_name": [["WanVideo/2_2/high.safetensors", "other.safetensors"]],
+            "weight_dtype": [["default", "fp8_e4m3fn"]]
+        }},
+        "input_order": {"required": ["unet_name", "weight_dtype"]},
+        "output": ["MODEL"], "output_name": ["MODEL"]
+    }});
+    let server = NodeDefs::from_object_info(&info, "test server").unwrap();
+    let windows = json!({"1": {"class_type": "UNETLoader",
+        "inputs": {"unet_name": "wanvideo\\2_2\\high.safetensors", "weight_dtype": "default"}}});
+    let (prompt, _) = ApiPrompt::from_json(&windows).unwrap().unwrap();
+    let mut graph = flat::from_api(&prompt);
+    let notes = repair_for_server(&mut graph, &server);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let fixed = flat_to_api(&graph, &server, &ConvertOptions::default());
+    assert_eq!(fixed.nodes["1"].inputs["unet_name"], json!("WanVideo/2_2/high.safetensors"));
+}

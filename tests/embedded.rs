@@ -1,8 +1,11 @@
 //! Reading workflows back out of real ComfyUI 0.8.0 output files (tests/data/embedded, made as
 //! its README says), plus cut, corrupted and random inputs that must never panic.
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::Rng;
 use serde_json::Value;
 use wan_pilot::workflow::embedded::{Container, EmbeddedError, extract, sniff};
 
@@ -211,22 +214,6 @@ fn a_cut_is_named_with_its_byte() {
         error.to_string(),
         "PNG chunk 'tEXt' at byte 33 is cut short (the file ends at byte 60)"
     );
-}
-
-/// xorshift64*: enough randomness for fuzzing without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 #[test]

@@ -6,10 +6,13 @@
 //! `WAN_PILOT_FUZZ_SECONDS=600 cargo test --release --test fuzz_readers -- --nocapture`
 //! Inputs that panic are written to `target/fuzz-crashes/`.
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use serde_json::{Map, Value};
 use wan_pilot::workflow::convert::{ConvertOptions, flat_to_api, ui_to_api};
 use wan_pilot::workflow::edit::{self, CompileMode, Edits};
@@ -17,26 +20,6 @@ use wan_pilot::workflow::flat::{self, Strictness};
 use wan_pilot::workflow::load::load;
 use wan_pilot::workflow::node_defs::NodeDefs;
 use wan_pilot::workflow::recognise;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
 
 fn seeds() -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -51,3 +51,32 @@ fn converting_the_video_starts_from_the_prompt_that_ran() {
     assert_eq!(prompt["74"]["inputs"]["width"], 64);
     assert_eq!(prompt["wan-pilot-compile-1"]["inputs"]["mode"], "default");
 }
+
+#[test]
+fn inspecting_the_video_reports_what_ran() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wan-pilot"))
+        .args([
+            "inspect",
+            data("official_t2v_edited.mp4").to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["format"], "api");
+    assert_eq!(json["family"], "t2v");
+    assert_eq!(json["frames"]["value"], 17);
+    assert_eq!(json["width"]["value"], 64);
+    let modes: Vec<&Value> = json["compile"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["mode"])
+        .collect();
+    assert_eq!(modes, vec!["default", "default"]);
+}

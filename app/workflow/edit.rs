@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use super::error::WorkflowError;
 use super::flat::{FlatGraph, FlatInput, FlatNode, ValueSource};
 use super::node_defs::{NodeDefs, WidgetSlot};
+use super::recognise;
 use super::ui::NodeMode;
 
 /// torch.compile modes, fastest first.
@@ -90,48 +91,9 @@ pub fn snap_size(pixels: u32, step: u32) -> u32 {
     ((pixels + step / 2) / step).max(1) * step
 }
 
-/// Node classes whose one output is a constant set by a widget: editing them edits every use.
-const CONSTANT_NODES: &[(&str, &str)] = &[
-    ("PrimitiveInt", "value"),
-    ("PrimitiveFloat", "value"),
-    ("PrimitiveString", "value"),
-    ("PrimitiveStringMultiline", "value"),
-    ("PrimitiveBoolean", "value"),
-    ("INTConstant", "value"),
-    ("FloatConstant", "value"),
-    ("StringConstant", "string"),
-    ("StringConstantMultiline", "string"),
-    ("Int", "value"),
-    ("Float", "value"),
-];
-
-/// Sources whose value the graph computes from other values (safe to override with a literal).
-const MATHS_NODES: &[&str] = &[
-    "easy mathInt",
-    "easy mathFloat",
-    "easy convertAnything",
-    "MathExpression|pysssss",
-    "SimpleMath+",
-    "ComfyMathExpression",
-    "CM_FloatToInt",
-    "mxSlider",
-    "mxSlider2D",
-];
-
-const FRAME_INPUTS: &[&str] = &["length", "num_frames", "video_length"];
-
 /// The input that holds the frame count on a Wan node, if it is one.
 pub fn frame_input(node: &FlatNode) -> Option<&'static str> {
-    let class = node.class_type.as_str();
-    let is_wan_video =
-        class == "EmptyHunyuanLatentVideo" || class.contains("Wan") || class.starts_with("Wan2_2");
-    if !is_wan_video {
-        return None;
-    }
-    FRAME_INPUTS
-        .iter()
-        .copied()
-        .find(|name| node.inputs.contains_key(*name))
+    recognise::frame_input_name(&node.class_type).filter(|name| node.inputs.contains_key(*name))
 }
 
 /// Applies the edits; returns what was done, in words, for the user.
@@ -381,8 +343,8 @@ fn set_consistent(
                 return Ok(());
             };
             let source_label = label(source);
-            if let Some((_, widget)) = CONSTANT_NODES.iter().find(|(c, _)| *c == source.class_type)
-                && source.inputs.contains_key(*widget)
+            if let Some(widget) = recognise::constant_input(&source.class_type)
+                && source.inputs.contains_key(widget)
             {
                 return set_consistent(flat, &origin, widget, value, notes);
             }
@@ -394,7 +356,7 @@ fn set_consistent(
                 ));
                 return set_consistent(flat, &origin, input, value, notes);
             }
-            if MATHS_NODES.contains(&source.class_type.as_str()) {
+            if recognise::is_computed(&source.class_type) {
                 // Every use of the computed value gets the literal, so they stay equal.
                 let mut replaced = 0;
                 for node in flat.nodes.values_mut() {

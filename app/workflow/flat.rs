@@ -106,7 +106,7 @@ impl FlatNode {
 pub struct FlatGraph {
     pub nodes: IndexMap<String, FlatNode>,
     /// Problems met on the way that did not stop the flattening (lenient mode only).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<WorkflowError>,
 }
 
 /// How strict flattening is.
@@ -154,7 +154,7 @@ struct Flattener<'a> {
     levels: Vec<Level<'a>>,
     /// Level index of each subgraph instance: (parent level, instance id) → inner level.
     inner_levels: HashMap<(usize, String), usize>,
-    warnings: Vec<String>,
+    warnings: Vec<WorkflowError>,
 }
 
 /// Flattens a UI workflow with the given node definitions.
@@ -249,7 +249,7 @@ impl<'a> Flattener<'a> {
         match self.strictness {
             Strictness::Convert => Err(error),
             Strictness::Inspect => {
-                self.warnings.push(error.to_string());
+                self.warnings.push(error);
                 Ok(())
             }
         }

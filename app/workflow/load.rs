@@ -25,9 +25,16 @@ pub struct LoadedWorkflow {
 }
 
 impl LoadedWorkflow {
-    /// "ui" when there is a UI graph to read (the richer form), else "api".
+    /// Whether to read the API prompt rather than the UI graph. An output file's prompt is exactly
+    /// what ran (with the edits made at queue time); its UI workflow is the graph it was queued
+    /// from. Elsewhere the UI graph is the richer form: it knows muted nodes and value sources.
+    pub fn reads_prompt(&self) -> bool {
+        self.api.is_some() && (self.ui.is_none() || matches!(self.origin, Origin::Embedded(_)))
+    }
+
+    /// "api" when the API prompt is what gets read, else "ui".
     pub fn format(&self) -> &'static str {
-        if self.ui.is_some() { "ui" } else { "api" }
+        if self.reads_prompt() { "api" } else { "ui" }
     }
 }
 

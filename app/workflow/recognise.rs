@@ -247,10 +247,12 @@ fn show_number(value: Option<f64>) -> String {
 // Entry point
 // ---------------------------------------------------------------------------------------------
 
-/// Reads what a workflow does. The UI graph is used when there is one (it knows about muted and
-/// bypassed nodes and where values come from), else the API prompt.
+/// Reads what a workflow does: from the UI graph where there is one (it knows about muted and
+/// bypassed nodes and where values come from), from the prompt that ran for an output file (see
+/// [`LoadedWorkflow::reads_prompt`]), else from the API prompt.
 pub fn inspect(loaded: &LoadedWorkflow, defs: &NodeDefs) -> Result<Inspection, WorkflowError> {
     let (flat, widget_names) = match (&loaded.ui, &loaded.api) {
+        (_, Some((prompt, _))) if loaded.reads_prompt() => (flat::from_api(prompt), HashMap::new()),
         (Some(ui), _) => (
             flat::flatten(ui, defs, Strictness::Inspect)?,
             ui_widget_names(ui),
@@ -815,33 +817,26 @@ impl<'a> Graph<'a> {
             return Traced::run_time(format!("{here} (chain too long to follow)"));
         }
         let class = node.class_type.as_str();
+        if let Some(name) = constant_input(class) {
+            let Some(inner) = self.trace_input(node, name, depth) else {
+                return Traced::run_time(format!("run-time value from {here}"));
+            };
+            let value = match class {
+                "Int" => inner.value.map(f64::trunc),
+                _ => inner.value,
+            };
+            let chain = if inner.kind == SourceKind::Widget {
+                here
+            } else {
+                format!("{here} <- {}", inner.chain)
+            };
+            return Traced {
+                value,
+                kind: inner.kind.max(SourceKind::Primitive),
+                chain,
+            };
+        }
         match class {
-            "PrimitiveInt" | "PrimitiveFloat" | "PrimitiveBoolean" | "INTConstant"
-            | "FloatConstant" | "easy int" | "easy float" | "SimpleMathInt+"
-            | "SimpleMathFloat+" | "Int" | "Float" => {
-                let name = if matches!(class, "Int" | "Float") {
-                    "Number"
-                } else {
-                    "value"
-                };
-                let Some(inner) = self.trace_input(node, name, depth) else {
-                    return Traced::run_time(format!("run-time value from {here}"));
-                };
-                let value = match class {
-                    "Int" => inner.value.map(f64::trunc),
-                    _ => inner.value,
-                };
-                let chain = if inner.kind == SourceKind::Widget {
-                    here
-                } else {
-                    format!("{here} <- {}", inner.chain)
-                };
-                Traced {
-                    value,
-                    kind: inner.kind.max(SourceKind::Primitive),
-                    chain,
-                }
-            }
             "mxSlider" | "mxSlider2D" => {
                 let axis = if class == "mxSlider" || slot == 0 {
                     "X"
@@ -1492,12 +1487,9 @@ impl<'a> Graph<'a> {
             .flat
             .warnings
             .iter()
-            .filter(|w| {
-                !w.contains(
-                    "which neither the connected server nor the bundled node definitions describe",
-                )
-            })
-            .cloned()
+            // Unknown node types are summarised below, once per type.
+            .filter(|w| !matches!(w, WorkflowError::UnknownNodeType { .. }))
+            .map(ToString::to_string)
             .collect();
         // Unknown node types, once per type.
         let mut unknown: Vec<(&str, usize, bool)> = Vec::new();
@@ -1715,6 +1707,34 @@ enum Maths {
     Essentials,
     /// Core `ComfyMathExpression`: expression over values.a.. ; outputs float, int, bool.
     Comfy,
+}
+
+/// The input that holds a constant node's value (PrimitiveInt, INTConstant, Easy-Use int, …):
+/// editing it edits every use of the constant.
+pub fn constant_input(class_type: &str) -> Option<&'static str> {
+    match class_type {
+        "PrimitiveInt"
+        | "PrimitiveFloat"
+        | "PrimitiveBoolean"
+        | "PrimitiveString"
+        | "PrimitiveStringMultiline"
+        | "INTConstant"
+        | "FloatConstant"
+        | "easy int"
+        | "easy float"
+        | "SimpleMathInt+"
+        | "SimpleMathFloat+" => Some("value"),
+        "StringConstant" | "StringConstantMultiline" => Some("string"),
+        "Int" | "Float" => Some("Number"),
+        _ => None,
+    }
+}
+
+/// Nodes whose output the graph computes from other values (maths, sliders): a value they
+/// feed can be replaced by a literal without changing what else the graph does.
+pub fn is_computed(class_type: &str) -> bool {
+    maths_kind(class_type).is_some()
+        || matches!(class_type, "mxSlider" | "mxSlider2D" | "CM_FloatToInt")
 }
 
 fn maths_kind(class_type: &str) -> Option<Maths> {
