@@ -215,14 +215,16 @@ fn seed_and_prompt_reach_the_samplers_and_text_encoders() {
 fn repairs_rename_moved_inputs_and_windows_model_paths() {
     use wan_pilot::workflow::convert::repair_for_server;
     // WanVideoEncode's `image` input is `driving_video` in the wrapper this server runs.
-    let loaded = load(
-        &std::fs::read(common::corpus_file("kijai_wrapper_wan22_5B_i2v.json")).unwrap(),
-    )
-    .unwrap();
+    let loaded =
+        load(&std::fs::read(common::corpus_file("kijai_wrapper_wan22_5B_i2v.json")).unwrap())
+            .unwrap();
     let defs = NodeDefs::bundled();
     let mut graph = flat::flatten(loaded.ui.as_ref().unwrap(), defs, Strictness::Convert).unwrap();
     let notes = repair_for_server(&mut graph, defs);
-    assert!(notes.iter().any(|n| n.contains("'driving_video'")), "{notes:?}");
+    assert!(
+        notes.iter().any(|n| n.contains("'driving_video'")),
+        "{notes:?}"
+    );
     let prompt = flat_to_api(&graph, defs, &ConvertOptions::default());
     assert!(as_link(&prompt.nodes["70"].inputs["driving_video"]).is_some());
     assert!(!prompt.nodes["70"].inputs.contains_key("image"));
@@ -244,5 +246,8 @@ fn repairs_rename_moved_inputs_and_windows_model_paths() {
     let notes = repair_for_server(&mut graph, &server);
     assert_eq!(notes.len(), 1, "{notes:?}");
     let fixed = flat_to_api(&graph, &server, &ConvertOptions::default());
-    assert_eq!(fixed.nodes["1"].inputs["unet_name"], json!("WanVideo/2_2/high.safetensors"));
+    assert_eq!(
+        fixed.nodes["1"].inputs["unet_name"],
+        json!("WanVideo/2_2/high.safetensors")
+    );
 }

@@ -196,7 +196,7 @@ fn damaged_inputs_never_panic() {
     let iterations: u64 = std::env::var("WAN_PILOT_FUZZ_ITERATIONS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(400);
+        .unwrap_or(1500);
     let mut rng = Rng(std::env::var("WAN_PILOT_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -205,6 +205,7 @@ fn damaged_inputs_never_panic() {
     let crash_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-crashes");
     let mut executions = 0u64;
     let mut crashes = Vec::new();
+    let mut slowest = (Duration::ZERO, String::new());
     loop {
         let done = match deadline {
             Some(deadline) => Instant::now() >= deadline,
@@ -230,14 +231,26 @@ fn damaged_inputs_never_panic() {
             mutate_bytes(&mut input, other, &mut rng);
         }
         executions += 1;
-        if catch_unwind(AssertUnwindSafe(|| exercise(&input, defs))).is_err() {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| exercise(&input, defs)));
+        // Reported, not asserted: a slow input is worth a look, timing is no pass/fail test.
+        let took = started.elapsed();
+        if took > slowest.0 {
+            slowest = (took, name.clone());
+        }
+        if outcome.is_err() {
             std::fs::create_dir_all(&crash_dir).unwrap();
             let path = crash_dir.join(format!("crash-{executions}.bin"));
             std::fs::write(&path, &input).unwrap();
             crashes.push(format!("{} (from {name})", path.display()));
         }
     }
-    println!("fuzz: {executions} executions, {} crashes", crashes.len());
+    println!(
+        "fuzz: {executions} executions, {} crashes; slowest input {:.1} ms (from {})",
+        crashes.len(),
+        slowest.0.as_secs_f64() * 1000.0,
+        slowest.1
+    );
     assert!(
         crashes.is_empty(),
         "inputs that panicked:\n{}",
