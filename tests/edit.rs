@@ -7,11 +7,12 @@ use serde_json::{Value, json};
 use wan_pilot::workflow::api::{ApiPrompt, as_link};
 use wan_pilot::workflow::convert::{ConvertOptions, flat_to_api};
 use wan_pilot::workflow::edit::{self, CompileMode, Edits};
-use wan_pilot::workflow::flat::{self, Strictness};
+use wan_pilot::workflow::flat::{self, FlatGraph, FlatInput, Strictness};
 use wan_pilot::workflow::load::load;
 use wan_pilot::workflow::node_defs::NodeDefs;
 
-fn edited(name: &str, edits: &Edits) -> Result<(ApiPrompt, Vec<String>), String> {
+/// The flattened graph of a corpus file after the edits, with the notes they made.
+fn edited_graph(name: &str, edits: &Edits) -> Result<(FlatGraph, Vec<String>), String> {
     let loaded = load(&std::fs::read(common::corpus_file(name)).unwrap()).unwrap();
     let defs = NodeDefs::bundled();
     let mut graph = match (&loaded.ui, &loaded.api) {
@@ -20,7 +21,15 @@ fn edited(name: &str, edits: &Edits) -> Result<(ApiPrompt, Vec<String>), String>
         _ => unreachable!(),
     };
     let notes = edit::apply(&mut graph, defs, edits).map_err(|e| e.to_string())?;
-    Ok((flat_to_api(&graph, defs, &ConvertOptions::default()), notes))
+    Ok((graph, notes))
+}
+
+fn edited(name: &str, edits: &Edits) -> Result<(ApiPrompt, Vec<String>), String> {
+    let (graph, notes) = edited_graph(name, edits)?;
+    Ok((
+        flat_to_api(&graph, NodeDefs::bundled(), &ConvertOptions::default()),
+        notes,
+    ))
 }
 
 fn input<'a>(prompt: &'a ApiPrompt, id: &str, name: &str) -> &'a Value {
@@ -250,4 +259,48 @@ fn repairs_rename_moved_inputs_and_windows_model_paths() {
         fixed.nodes["1"].inputs["unet_name"],
         json!("WanVideo/2_2/high.safetensors")
     );
+}
+
+#[test]
+fn switching_on_a_bypassed_compile_node_puts_it_back_on_the_model_path() {
+    // KJNodes TorchCompileModelWanVideoV2, bypassed in the workflow.
+    let edits = Edits {
+        compile: Some(CompileMode::ReduceOverhead),
+        ..Edits::default()
+    };
+    let (prompt, notes) = edited("umeairt_wan21_vace_torchcompile_v2.json", &edits).unwrap();
+    assert!(notes.iter().any(|n| n.contains("switched on")), "{notes:?}");
+    let (id, node) = prompt
+        .nodes
+        .iter()
+        .find(|(_, n)| n.class_type == "TorchCompileModelWanVideoV2")
+        .expect("the compile node is sent");
+    assert_eq!(node.inputs["mode"], json!("reduce-overhead"));
+    let fed = prompt
+        .nodes
+        .values()
+        .filter(|n| {
+            n.inputs
+                .values()
+                .any(|v| as_link(v).is_some_and(|(o, _)| o == id))
+        })
+        .count();
+    assert!(fed >= 1, "something takes the compiled model");
+
+    // WanVideoWrapper compile settings, bypassed: the loaders get their compile_args back.
+    let edits = Edits {
+        compile: Some(CompileMode::Default),
+        ..Edits::default()
+    };
+    // (Its MultiGPU loaders are outside the bundled definitions, so look at the edited graph.)
+    let (graph, _) = edited_graph("multigpu_wrapper_wan22_i2v_gguf.json", &edits).unwrap();
+    let settings = &graph.nodes["35"];
+    assert!(settings.mode.is_active());
+    for loader in ["108", "109"] {
+        assert!(
+            matches!(&graph.nodes[loader].inputs["compile_args"], FlatInput::Link { origin, .. } if origin == "35"),
+            "loader {loader}: {:?}",
+            graph.nodes[loader].inputs.get("compile_args")
+        );
+    }
 }

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use serde_json::{Value, json};
 
 use super::error::WorkflowError;
-use super::flat::{FlatGraph, FlatInput, FlatNode, ValueSource};
+use super::flat::{FlatGraph, FlatInput, FlatNode, Hop, ValueSource};
 use super::node_defs::{NodeDefs, WidgetSlot};
 use super::recognise;
 use super::ui::NodeMode;
@@ -466,6 +466,7 @@ fn set_compile(
                         "switched on {} (it was off in the workflow)",
                         label(node)
                     ));
+                    reconnect(flat, id);
                 }
             }
         }
@@ -574,6 +575,42 @@ fn set_compile(
     Ok(())
 }
 
+/// Gives a node that was bypassed or muted its outgoing links back: inputs that were resolved
+/// through it, or that lost their link because of it, take its output again.
+fn reconnect(flat: &mut FlatGraph, id: &str) {
+    for node in flat.nodes.values_mut() {
+        for input in node.inputs.values_mut() {
+            if let FlatInput::Link { hops, .. } = input
+                && hops
+                    .iter()
+                    .any(|h| matches!(h, Hop::Bypassed(b) if b == id))
+            {
+                // Compile nodes have one output.
+                *input = FlatInput::Link {
+                    origin: id.to_string(),
+                    slot: 0,
+                    hops: Vec::new(),
+                };
+            }
+        }
+        let (back, rest): (Vec<_>, Vec<_>) = node
+            .unresolved_links
+            .drain(..)
+            .partition(|l| l.origin == id);
+        node.unresolved_links = rest;
+        for link in back {
+            node.inputs.insert(
+                link.input,
+                FlatInput::Link {
+                    origin: link.origin,
+                    slot: link.slot,
+                    hops: Vec::new(),
+                },
+            );
+        }
+    }
+}
+
 /// Active inputs that take output `(id, slot)`: (node id, input name).
 fn consumers(flat: &FlatGraph, (id, slot): &(String, usize)) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -674,6 +711,7 @@ fn insert_node(
             is_described: true,
             inputs,
             raw_widgets: Vec::new(),
+            unresolved_links: Vec::new(),
             place: "inserted by wan-pilot".into(),
         },
     );

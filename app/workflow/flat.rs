@@ -88,8 +88,19 @@ pub struct FlatNode {
     pub inputs: IndexMap<String, FlatInput>,
     /// Widget values as saved, for node types no definition describes.
     pub raw_widgets: Vec<Value>,
+    /// Links that resolved to nothing (their origin is bypassed with no input to pass through,
+    /// or is a frontend-only node): kept so an edit that switches the origin on can reconnect.
+    pub unresolved_links: Vec<UnresolvedLink>,
     /// Where the node sits in the file, for messages.
     pub place: String,
+}
+
+/// A saved link that graphToPrompt drops: input name and the node and output it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnresolvedLink {
+    pub input: String,
+    pub origin: String,
+    pub slot: usize,
 }
 
 impl FlatNode {
@@ -289,6 +300,7 @@ impl<'a> Flattener<'a> {
             })?;
         }
         let mut inputs = IndexMap::new();
+        let mut unresolved_links = Vec::new();
         if let Some(def) = def {
             self.widget_inputs(level, node, def, &mut inputs);
         }
@@ -312,7 +324,18 @@ impl<'a> Flattener<'a> {
                         };
                     }
                 }
-                None => {}
+                None => {
+                    let graph = self.levels[level].graph;
+                    if let Some(link) = input.link.and_then(|id| graph.link(id))
+                        && link.origin_id != SUBGRAPH_INPUT_NODE
+                    {
+                        unresolved_links.push(UnresolvedLink {
+                            input: input.name.clone(),
+                            origin: self.exec_id(level, &link.origin_id),
+                            slot: link.origin_slot,
+                        });
+                    }
+                }
             }
         }
         let raw_widgets = match &node.widgets_values {
@@ -328,6 +351,7 @@ impl<'a> Flattener<'a> {
             is_described: def.is_some(),
             inputs,
             raw_widgets,
+            unresolved_links,
             place: node.place.clone(),
         }))
     }
@@ -781,6 +805,7 @@ pub fn from_api(prompt: &super::api::ApiPrompt) -> FlatGraph {
                 is_described: true,
                 inputs,
                 raw_widgets: Vec::new(),
+                unresolved_links: Vec::new(),
                 place: format!("node \"{id}\""),
             },
         );
