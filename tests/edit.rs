@@ -304,3 +304,44 @@ fn switching_on_a_bypassed_compile_node_puts_it_back_on_the_model_path() {
         );
     }
 }
+
+#[test]
+fn only_the_expert_without_a_compile_node_gets_one() {
+    let prompt = json!({
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "high.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "UNETLoader", "inputs": {"unet_name": "low.safetensors", "weight_dtype": "default"}},
+        "3": {"class_type": "TorchCompileModelWanVideoV2", "inputs": {"model": ["1", 0], "backend": "inductor",
+              "fullgraph": false, "mode": "default", "dynamic": false, "compile_transformer_blocks_only": true,
+              "dynamo_cache_size_limit": 64}},
+        "4": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["3", 0], "shift": 8.0}},
+        "5": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["2", 0], "shift": 8.0}},
+        "6": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 832, "height": 480, "length": 81, "batch_size": 1}},
+        "7": {"class_type": "KSamplerAdvanced", "inputs": {"model": ["4", 0], "latent_image": ["6", 0]}},
+        "8": {"class_type": "KSamplerAdvanced", "inputs": {"model": ["5", 0], "latent_image": ["7", 0]}}
+    });
+    let (prompt, _) = ApiPrompt::from_json(&prompt).unwrap().unwrap();
+    let mut graph = flat::from_api(&prompt);
+    let defs = NodeDefs::bundled();
+    let edits = Edits {
+        compile: Some(CompileMode::MaxAutotune),
+        ..Edits::default()
+    };
+    edit::apply(&mut graph, defs, &edits).unwrap();
+    let out = flat_to_api(&graph, defs, &ConvertOptions::default());
+    let compiles: Vec<&str> = out
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.class_type == "TorchCompileModelWanVideoV2")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(compiles.len(), 2, "{compiles:?}");
+    assert!(
+        out.nodes
+            .values()
+            .filter(|n| n.class_type == "TorchCompileModelWanVideoV2")
+            .all(|n| n.inputs["mode"] == json!("max-autotune"))
+    );
+    let (low_path, _) = as_link(&out.nodes["5"].inputs["model"]).unwrap();
+    assert!(low_path.starts_with("wan-pilot-compile"), "{low_path}");
+    assert_eq!(as_link(&out.nodes["4"].inputs["model"]), Some(("3", 0)));
+}

@@ -422,84 +422,120 @@ fn set_compile(
     mode: CompileMode,
     notes: &mut Vec<String>,
 ) -> Result<(), WorkflowError> {
-    let ours: Vec<String> = flat
-        .nodes
-        .keys()
-        .filter(|id| id.starts_with(INSERTED_ID_PREFIX) && id.contains("compile"))
-        .cloned()
-        .collect();
-    let users: Vec<String> = flat
+    let existing: Vec<String> = flat
         .nodes
         .values()
-        .filter(|n| {
-            COMPILE_NODES_WITH_MODE.contains(&n.class_type.as_str())
-                && !n.id.starts_with(INSERTED_ID_PREFIX)
-        })
+        .filter(|n| COMPILE_NODES_WITH_MODE.contains(&n.class_type.as_str()))
         .map(|n| n.id.clone())
         .collect();
     if mode == CompileMode::Off {
-        for id in ours {
-            remove_passing_through(flat, &id);
-        }
-        for id in users {
+        for id in existing {
             if flat.nodes.get(&id).is_some_and(|n| n.mode.is_active()) {
-                notes.push(format!("bypassed {}", label_of(flat, &id)));
+                if !id.starts_with(INSERTED_ID_PREFIX) {
+                    notes.push(format!("bypassed {}", label_of(flat, &id)));
+                }
                 remove_passing_through(flat, &id);
             }
         }
         return Ok(());
     }
-    // Existing compile nodes: set their mode (and switch them on: we decide now).
-    if !users.is_empty() || !ours.is_empty() {
-        for id in users.iter().chain(&ours) {
-            if let Some(node) = flat.nodes.get_mut(id) {
-                node.inputs.insert(
-                    "mode".into(),
-                    FlatInput::Value {
-                        value: json!(mode.as_str()),
-                        source: ValueSource::Widget,
-                    },
-                );
-                if !node.mode.is_active() {
-                    node.mode = NodeMode::Always;
-                    notes.push(format!(
-                        "switched on {} (it was off in the workflow)",
-                        label(node)
-                    ));
-                    reconnect(flat, id);
-                }
-            }
+    // Compile nodes already in the graph take the mode, and are switched on: the mode is ours
+    // to choose now, whatever the workflow had.
+    for id in &existing {
+        let Some(node) = flat.nodes.get_mut(id) else {
+            continue;
+        };
+        node.inputs.insert(
+            "mode".into(),
+            FlatInput::Value {
+                value: json!(mode.as_str()),
+                source: ValueSource::Widget,
+            },
+        );
+        if !node.mode.is_active() {
+            node.mode = NodeMode::Always;
+            notes.push(format!(
+                "switched on {} (it was off in the workflow)",
+                label(node)
+            ));
+            reconnect(flat, id);
         }
+    }
+    if !existing.is_empty() {
         notes.push(format!(
             "compile mode {mode} set on {} node(s)",
-            users.len() + ours.len()
+            existing.len()
         ));
+    }
+    compile_wrapper_loaders(flat, defs, mode, &existing, notes)?;
+    compile_native_paths(flat, defs, mode, notes)
+}
+
+/// WanVideoWrapper: every model loader takes compile settings through `compile_args`.
+fn compile_wrapper_loaders(
+    flat: &mut FlatGraph,
+    defs: &NodeDefs,
+    mode: CompileMode,
+    existing: &[String],
+    notes: &mut Vec<String>,
+) -> Result<(), WorkflowError> {
+    let bare: Vec<String> = active_ids(flat, |n| {
+        n.class_type.starts_with("WanVideoModelLoader")
+            && !matches!(n.inputs.get("compile_args"), Some(FlatInput::Link { .. }))
+    });
+    if bare.is_empty() {
         return Ok(());
     }
-    let wrapper_loaders = active_ids(flat, |n| n.class_type.starts_with("WanVideoModelLoader"));
-    if !wrapper_loaders.is_empty() {
-        let id = insert_node(
-            flat,
-            defs,
-            "WanVideoTorchCompileSettings",
-            "compile-settings",
-            &[("mode", json!(mode.as_str()))],
-        )?;
-        for loader in wrapper_loaders {
-            if let Some(node) = flat.nodes.get_mut(&loader) {
-                node.inputs.insert(
-                    "compile_args".into(),
-                    FlatInput::Link {
-                        origin: id.clone(),
-                        slot: 0,
-                        hops: Vec::new(),
-                    },
-                );
-            }
+    let settings = match existing.iter().find(|id| {
+        flat.nodes
+            .get(*id)
+            .is_some_and(|n| n.class_type == "WanVideoTorchCompileSettings")
+    }) {
+        Some(id) => id.clone(),
+        None => {
+            let id = insert_node(
+                flat,
+                defs,
+                "WanVideoTorchCompileSettings",
+                "compile-settings",
+                &[("mode", json!(mode.as_str()))],
+            )?;
+            notes.push(format!("inserted WanVideoTorchCompileSettings ({mode})"));
+            id
         }
-        notes.push(format!(
-            "inserted WanVideoTorchCompileSettings ({mode}) for the wrapper's model loaders"
-        ));
+    };
+    for loader in bare {
+        if let Some(node) = flat.nodes.get_mut(&loader) {
+            node.inputs.insert(
+                "compile_args".into(),
+                FlatInput::Link {
+                    origin: settings.clone(),
+                    slot: 0,
+                    hops: Vec::new(),
+                },
+            );
+            notes.push(format!("{} now compiles ({mode})", label(node)));
+        }
+    }
+    Ok(())
+}
+
+/// Native graphs: each diffusion model's path without a compile node gets one, after its LoRA
+/// loaders (compiling must see the patched weights), before ModelSamplingSD3 and the sampler.
+fn compile_native_paths(
+    flat: &mut FlatGraph,
+    defs: &NodeDefs,
+    mode: CompileMode,
+    notes: &mut Vec<String>,
+) -> Result<(), WorkflowError> {
+    let loaders = active_ids(flat, |n| {
+        NATIVE_MODEL_LOADERS.contains(&n.class_type.as_str())
+    });
+    let uncompiled: Vec<String> = loaders
+        .into_iter()
+        .filter(|loader| !path_has_compile(flat, loader))
+        .collect();
+    if uncompiled.is_empty() {
         return Ok(());
     }
     let class = ["TorchCompileModelWanVideoV2", "TorchCompileModelAdvanced"]
@@ -512,15 +548,7 @@ fn set_compile(
                     .into(),
             )
         })?;
-    let loaders = active_ids(flat, |n| {
-        NATIVE_MODEL_LOADERS.contains(&n.class_type.as_str())
-    });
-    if loaders.is_empty() {
-        return Err(WorkflowError::Edit(
-            "found no diffusion-model loader to compile".into(),
-        ));
-    }
-    for loader in loaders {
+    for loader in uncompiled {
         // Walk down the MODEL path past the LoRA loaders.
         let mut at = (loader.clone(), 0usize);
         for _ in 0..64 {
@@ -573,6 +601,30 @@ fn set_compile(
         ));
     }
     Ok(())
+}
+
+/// Whether an active compile node already sits downstream of this model loader.
+fn path_has_compile(flat: &FlatGraph, loader: &str) -> bool {
+    let mut queue = vec![loader.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(id) = queue.pop() {
+        if !seen.insert(id.clone()) || seen.len() > 256 {
+            continue;
+        }
+        for (user, _) in consumers(flat, &(id, 0)) {
+            let Some(node) = flat.nodes.get(&user) else {
+                continue;
+            };
+            if COMPILE_NODES_WITH_MODE.contains(&node.class_type.as_str()) {
+                return true;
+            }
+            // Past the sampler the MODEL is spent.
+            if !node.inputs.contains_key("latent_image") {
+                queue.push(user);
+            }
+        }
+    }
+    false
 }
 
 /// Gives a node that was bypassed or muted its outgoing links back: inputs that were resolved
