@@ -28,6 +28,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         root.join("../shared/workflows/community"),
         root.join("../shared/workflows/oracle-api"),
         root.join("tests/data/embedded"),
+        root.join("tests/data/frontend-oracle"),
     ];
     dirs.retain(|d| d.is_dir());
     let mut out = Vec::new();

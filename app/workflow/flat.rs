@@ -79,7 +79,9 @@ pub struct FlatNode {
     pub id: String,
     pub class_type: String,
     pub title: Option<String>,
-    /// The node's mode, or the mode of a muted/bypassed subgraph instance around it.
+    /// The node's own mode. As in ComfyUI's frontend, the mode of a subgraph instance around it
+    /// does not count: a bypassed instance is passed through, but its inner nodes are still sent,
+    /// and a muted one has no effect.
     pub mode: NodeMode,
     /// Names of the subgraphs around the node, outermost first.
     pub subgraph_path: Vec<String>,
@@ -138,8 +140,6 @@ struct Level<'a> {
     /// The instance this level is the inside of, with the level it sits in.
     instance: Option<(&'a UiNode, usize)>,
     def: Option<&'a SubgraphDef>,
-    /// Muted or bypassed instance around this level.
-    inherited_mode: Option<NodeMode>,
 }
 
 enum Resolved {
@@ -160,6 +160,8 @@ enum Resolved {
 
 struct Flattener<'a> {
     workflow: &'a UiWorkflow,
+    /// Legacy group-node instances as subgraphs, by the instance's place in the file.
+    groups: &'a HashMap<String, SubgraphDef>,
     defs: &'a NodeDefs,
     strictness: Strictness,
     levels: Vec<Level<'a>>,
@@ -174,8 +176,14 @@ pub fn flatten(
     defs: &NodeDefs,
     strictness: Strictness,
 ) -> Result<FlatGraph, WorkflowError> {
+    let (groups, group_problem) = match super::group::instance_defs(workflow, defs) {
+        Ok(groups) => (groups, None),
+        Err(e) if strictness == Strictness::Convert => return Err(e),
+        Err(e) => (HashMap::new(), Some(e)),
+    };
     let mut flattener = Flattener {
         workflow,
+        groups: &groups,
         defs,
         strictness,
         levels: Vec::new(),
@@ -188,8 +196,8 @@ pub fn flatten(
         names: Vec::new(),
         instance: None,
         def: None,
-        inherited_mode: None,
     });
+    flattener.warnings.extend(group_problem);
     flattener.expand(0, 0)?;
     let mut nodes = IndexMap::new();
     for level in 0..flattener.levels.len() {
@@ -211,6 +219,13 @@ pub fn is_virtual(node_type: &str) -> bool {
 }
 
 impl<'a> Flattener<'a> {
+    /// The subgraph a node stands for: a subgraph instance, or a legacy group node.
+    fn subgraph_of(&self, node: &UiNode) -> Option<&'a SubgraphDef> {
+        self.workflow
+            .subgraph(&node.node_type)
+            .or_else(|| self.groups.get(&node.place))
+    }
+
     fn expand(&mut self, level: usize, depth: usize) -> Result<(), WorkflowError> {
         if depth > super::ui::MAX_SUBGRAPH_DEPTH {
             return Err(WorkflowError::TooDeep {
@@ -220,7 +235,7 @@ impl<'a> Flattener<'a> {
         }
         let graph = self.levels[level].graph;
         for node in &graph.nodes {
-            let Some(def) = self.workflow.subgraph(&node.node_type) else {
+            let Some(def) = self.subgraph_of(node) else {
                 continue;
             };
             let parent = &self.levels[level];
@@ -228,9 +243,6 @@ impl<'a> Flattener<'a> {
             path.push(node.id.clone());
             let mut names = parent.names.clone();
             names.push(node.title.clone().unwrap_or_else(|| def.name.clone()));
-            let inherited_mode = parent
-                .inherited_mode
-                .or((!node.mode.is_active()).then_some(node.mode));
             let inner = self.levels.len();
             self.levels.push(Level {
                 graph: &def.graph,
@@ -238,7 +250,6 @@ impl<'a> Flattener<'a> {
                 names,
                 instance: Some((node, level)),
                 def: Some(def),
-                inherited_mode,
             });
             self.inner_levels.insert((level, node.id.clone()), inner);
             self.expand(inner, depth + 1)?;
@@ -250,10 +261,6 @@ impl<'a> Flattener<'a> {
         let mut parts = self.levels[level].path.clone();
         parts.push(node_id.to_string());
         parts.join(":")
-    }
-
-    fn mode_of(&self, level: usize, node: &UiNode) -> NodeMode {
-        self.levels[level].inherited_mode.unwrap_or(node.mode)
     }
 
     fn problem(&mut self, error: WorkflowError) -> Result<(), WorkflowError> {
@@ -271,21 +278,14 @@ impl<'a> Flattener<'a> {
         level: usize,
         node: &'a UiNode,
     ) -> Result<Option<FlatNode>, WorkflowError> {
-        if is_virtual(&node.node_type) || self.workflow.subgraph(&node.node_type).is_some() {
+        if is_virtual(&node.node_type) || self.subgraph_of(node).is_some() {
             return Ok(None);
         }
-        if node.node_type.starts_with("workflow>") || node.node_type.starts_with("workflow/") {
-            self.problem(WorkflowError::UnknownNodeType {
-                node: self.exec_id(level, &node.id),
-                class_type: node.node_type.clone(),
-                hint:
-                    "legacy group nodes are not read yet; open the workflow in a current ComfyUI, \
-                       which turns them into subgraphs, and save it again"
-                        .into(),
-            })?;
+        // A group node whose definition could not be read (already reported as a warning).
+        if super::group::group_name(&node.node_type).is_some() {
             return Ok(None);
         }
-        let mode = self.mode_of(level, node);
+        let mode = node.mode;
         let id = self.exec_id(level, &node.id);
         let def = self.defs.get(&node.node_type);
         if def.is_none() && mode.is_active() {
@@ -576,7 +576,7 @@ impl<'a> Flattener<'a> {
                 other => other,
             })
         };
-        if self.mode_of(level, node) == NodeMode::Bypass {
+        if node.mode == NodeMode::Bypass {
             let Some(index) = bypass_input_index(node, slot, wanted) else {
                 return Ok(None);
             };
@@ -586,7 +586,7 @@ impl<'a> Flattener<'a> {
                 Hop::Bypassed(self.exec_id(level, &node.id)),
             ));
         }
-        if let Some(def) = self.workflow.subgraph(&node.node_type) {
+        if let Some(def) = self.subgraph_of(node) {
             let Some(&inner) = self.inner_levels.get(&(level, node.id.clone())) else {
                 return Ok(None);
             };

@@ -12,6 +12,7 @@ pub mod ui;
 
 pub use error::WorkflowError;
 pub mod flat;
+pub mod group;
 pub mod load;
 pub mod node_defs;
 pub mod recognise;

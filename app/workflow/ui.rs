@@ -147,6 +147,20 @@ pub struct UiGraph {
 }
 
 impl UiGraph {
+    /// A graph of these nodes and links (node ids must be unique; a later duplicate is dropped).
+    pub fn new(nodes: Vec<UiNode>, links: Vec<UiLink>) -> UiGraph {
+        let mut graph = UiGraph::default();
+        for node in nodes {
+            if graph.index.contains_key(&node.id) {
+                continue;
+            }
+            graph.index.insert(node.id.clone(), graph.nodes.len());
+            graph.nodes.push(node);
+        }
+        graph.links = links.into_iter().map(|l| (l.id, l)).collect();
+        graph
+    }
+
     pub fn node(&self, id: &str) -> Option<&UiNode> {
         self.index.get(id).and_then(|&i| self.nodes.get(i))
     }
@@ -422,7 +436,7 @@ fn read_link(value: &Value, place: &str) -> Result<UiLink, WorkflowError> {
     }
 }
 
-fn read_node(value: &Value, place: &str) -> Result<UiNode, WorkflowError> {
+pub(crate) fn read_node(value: &Value, place: &str) -> Result<UiNode, WorkflowError> {
     let obj = value
         .as_object()
         .ok_or_else(|| WorkflowError::bad_ui(place, "a node must be a JSON object"))?;

@@ -56,3 +56,45 @@ impl Rng {
         }
     }
 }
+
+/// How `got` differs from the `expected` API prompt: missing, extra and different nodes and
+/// inputs, a line each (titles are not compared).
+pub fn differences(expected: &Value, got: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let (Some(expected), Some(got)) = (expected.as_object(), got.as_object()) else {
+        return vec!["not both objects".into()];
+    };
+    for (id, node) in expected {
+        let Some(ours) = got.get(id) else {
+            out.push(format!("node {id} ({}) missing", node["class_type"]));
+            continue;
+        };
+        if node["class_type"] != ours["class_type"] {
+            out.push(format!(
+                "node {id}: class {} != {}",
+                node["class_type"], ours["class_type"]
+            ));
+        }
+        let empty = serde_json::Map::new();
+        let want = node["inputs"].as_object().unwrap_or(&empty);
+        let have = ours["inputs"].as_object().unwrap_or(&empty);
+        for (name, value) in want {
+            match have.get(name) {
+                None => out.push(format!("node {id}.{name}: missing (want {value})")),
+                Some(v) if !same_value(v, value) => {
+                    out.push(format!("node {id}.{name}: got {v}, want {value}"))
+                }
+                _ => {}
+            }
+        }
+        for name in have.keys().filter(|k| !want.contains_key(*k)) {
+            out.push(format!("node {id}.{name}: extra input {}", have[name]));
+        }
+    }
+    for id in got.keys() {
+        if !expected.contains_key(id) {
+            out.push(format!("node {id} ({}) extra", got[id]["class_type"]));
+        }
+    }
+    out
+}

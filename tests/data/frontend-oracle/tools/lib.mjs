@@ -88,21 +88,34 @@ export async function missingTypes(page, wf) {
   }, wf);
 }
 
-/** Deep diff of two JSON values; nodes / links / subgraphs matched by id. Returns [{path, given, loaded}]. */
+/** Deep diff of a given UI workflow vs. what app.rootGraph.serialize() returned after loading it.
+ * Nodes / links / subgraphs / subgraph io are matched by id, node inputs/outputs by name. Cosmetic keys are ignored,
+ * and so are keys the frontend merely ADDS with cosmetic content (see ADDED_NOISE, and unlinked widget inputs that
+ * this frontend writes for every widget). Returns [{path, given, loaded}]. */
 const COSMETIC = new Set(['pos', 'size', 'order', 'flags', 'ds', 'frontendVersion', 'bounding', 'color', 'bgcolor',
   'shape', 'localized_name', 'slot_index', 'revision', 'pinned', 'workflowRendererVersion']);
+const ADDED_NOISE = new Set(['color_off', 'color_on', 'dir', 'label', 'locked', 'nameLocked', 'removable',
+  'showAdvanced', 'reroutes', 'floatingLinks', 'Node name for S&R', 'aux_id', 'cnr_id', 'ver', 'linkExtensions']);
+const isEmpty = (v) => v == null || v === '' || (Array.isArray(v) && !v.length)
+  || (typeof v === 'object' && !Array.isArray(v) && (!Object.keys(v).length || (Object.keys(v).length === 1 && Array.isArray(v.subgraphs) && !v.subgraphs.length)));
 export function jsonDiff(a, b, p = '$', out = []) {
   if (out.length > 400) return out;
-  const keyed = (arr) => Array.isArray(arr) && arr.length && arr.every((x) => x && typeof x === 'object' && !Array.isArray(x) && 'id' in x);
-  if (keyed(a) && keyed(b)) {
-    const ma = new Map(a.map((x) => [String(x.id), x]));
-    const mb = new Map(b.map((x) => [String(x.id), x]));
-    for (const [k, v] of ma) if (!mb.has(k)) out.push({ path: `${p}[id=${k}]`, given: summarize(v), loaded: '(absent)' });
-    for (const [k, v] of mb) if (!ma.has(k)) out.push({ path: `${p}[id=${k}]`, given: '(absent)', loaded: summarize(v) });
-    for (const [k, v] of ma) if (mb.has(k)) jsonDiff(v, mb.get(k), `${p}[id=${k}]`, out);
+  const keyedBy = (arr, k) => Array.isArray(arr) && arr.length && arr.every((x) => x && typeof x === 'object' && !Array.isArray(x) && k in x);
+  const key = keyedBy(a, 'id') && keyedBy(b, 'id') ? 'id' : (keyedBy(a, 'name') && keyedBy(b, 'name') ? 'name' : null);
+  if (key) {
+    const ma = new Map(a.map((x) => [String(x[key]), x]));
+    const mb = new Map(b.map((x) => [String(x[key]), x]));
+    for (const [k, v] of ma) if (!mb.has(k)) out.push({ path: `${p}[${key}=${k}]`, given: summarize(v), loaded: '(absent)' });
+    for (const [k, v] of mb) {
+      if (ma.has(k)) continue;
+      if (key === 'name' && v.widget && v.link == null) continue; // unlinked widget socket, always written
+      out.push({ path: `${p}[${key}=${k}]`, given: '(absent)', loaded: summarize(v) });
+    }
+    for (const [k, v] of ma) if (mb.has(k)) jsonDiff(v, mb.get(k), `${p}[${key}=${k}]`, out);
     return out;
   }
   if (Array.isArray(a) && Array.isArray(b)) {
+    if (!a.length && b.every((x) => x && typeof x === 'object' && x.widget && x.link == null)) return out;
     if (a.length !== b.length) { out.push({ path: p, given: a, loaded: b }); return out; }
     a.forEach((x, i) => jsonDiff(x, b[i], `${p}[${i}]`, out));
     return out;
@@ -111,8 +124,10 @@ export function jsonDiff(a, b, p = '$', out = []) {
     for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
       if (COSMETIC.has(k)) continue;
       if (!(k in b)) out.push({ path: `${p}.${k}`, given: summarize(a[k]), loaded: '(absent)' });
-      else if (!(k in a)) out.push({ path: `${p}.${k}`, given: '(absent)', loaded: summarize(b[k]) });
-      else jsonDiff(a[k], b[k], `${p}.${k}`, out);
+      else if (!(k in a)) {
+        if (ADDED_NOISE.has(k) || isEmpty(b[k])) continue;
+        out.push({ path: `${p}.${k}`, given: '(absent)', loaded: summarize(b[k]) });
+      } else jsonDiff(a[k], b[k], `${p}.${k}`, out);
     }
     return out;
   }
