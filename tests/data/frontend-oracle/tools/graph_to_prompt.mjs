@@ -9,7 +9,7 @@
 //                                  and a diff of app.graph.serialize() after loading vs. the given file
 // <name> = file name without ".ui.json" / ".json".
 // env: COMFY_URL (default http://127.0.0.1:8199/), CHROMIUM (default /usr/bin/chromium),
-//      ORACLE_TOOL_DIR (where playwright-core is installed, default /work/oracle-tool).
+//      ORACLE_TOOL_DIR (where playwright-core is installed, default ~/.cache/wan-pilot-oracle-tool).
 import fs from 'node:fs';
 import path from 'node:path';
 import { openComfy, closeDialogs, missingTypes, jsonDiff } from './lib.mjs';

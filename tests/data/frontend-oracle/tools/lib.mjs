@@ -1,6 +1,6 @@
 // Shared browser setup for the frontend-oracle tools.
 // playwright-core is NOT installed in the repo: it is resolved from $ORACLE_TOOL_DIR
-// (default /work/oracle-tool, created with `npm install --prefix /work/oracle-tool playwright-core@1.65.1`),
+// (default ~/.cache/wan-pilot-oracle-tool, created with `npm install --prefix ~/.cache/wan-pilot-oracle-tool playwright-core@1.65.1`),
 // then from each $NODE_PATH entry, then by a plain import.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 
 function loadPlaywright() {
-  const dirs = [process.env.ORACLE_TOOL_DIR || '/work/oracle-tool',
+  const dirs = [process.env.ORACLE_TOOL_DIR || path.join(os.homedir(), '.cache', 'wan-pilot-oracle-tool'),
     ...(process.env.NODE_PATH || '').split(path.delimiter).filter(Boolean)];
   for (const d of dirs) {
     try {
