@@ -36,6 +36,19 @@ fn input<'a>(prompt: &'a ApiPrompt, id: &str, name: &str) -> &'a Value {
     &prompt.nodes[id].inputs[name]
 }
 
+/// How many nodes take an output of node `id`.
+fn users_of(prompt: &ApiPrompt, id: &str) -> usize {
+    prompt
+        .nodes
+        .values()
+        .filter(|n| {
+            n.inputs
+                .values()
+                .any(|v| as_link(v).is_some_and(|(o, _)| o == id))
+        })
+        .count()
+}
+
 fn frames(n: u32) -> Edits {
     Edits {
         frames: Some(n),
@@ -96,16 +109,7 @@ fn compile_nodes_go_after_the_loras_on_both_experts() {
         let (origin, _) = as_link(&node.inputs["model"]).unwrap();
         assert_eq!(prompt.nodes[origin].class_type, "LoraLoaderModelOnly");
         // Whatever took the LoRA's model now takes the compiled one.
-        let fed = prompt
-            .nodes
-            .values()
-            .filter(|n| {
-                n.inputs
-                    .values()
-                    .any(|v| as_link(v).is_some_and(|(o, _)| o == id))
-            })
-            .count();
-        assert!(fed >= 1);
+        assert!(users_of(&prompt, id) >= 1);
     }
     assert!(prompt.find_cycle().is_none());
     assert!(prompt.dangling_links().is_empty());
@@ -276,16 +280,10 @@ fn switching_on_a_bypassed_compile_node_puts_it_back_on_the_model_path() {
         .find(|(_, n)| n.class_type == "TorchCompileModelWanVideoV2")
         .expect("the compile node is sent");
     assert_eq!(node.inputs["mode"], json!("reduce-overhead"));
-    let fed = prompt
-        .nodes
-        .values()
-        .filter(|n| {
-            n.inputs
-                .values()
-                .any(|v| as_link(v).is_some_and(|(o, _)| o == id))
-        })
-        .count();
-    assert!(fed >= 1, "something takes the compiled model");
+    assert!(
+        users_of(&prompt, id) >= 1,
+        "something takes the compiled model"
+    );
 
     // WanVideoWrapper compile settings, bypassed: the loaders get their compile_args back.
     let edits = Edits {

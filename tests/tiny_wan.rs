@@ -30,15 +30,12 @@ fn the_output_video_gives_back_prompt_and_workflow() {
     assert_eq!(prompt.nodes["74"].inputs["length"], serde_json::json!(17));
 }
 
-#[test]
-fn converting_the_video_starts_from_the_prompt_that_ran() {
+/// Runs `wan-pilot SUBCOMMAND <the video> ARGS…` and reads the JSON it prints.
+fn wan_pilot_json(subcommand: &str, args: &[&str]) -> Value {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_wan-pilot"))
-        .args([
-            "convert",
-            data("official_t2v_edited.mp4").to_str().unwrap(),
-            "--frames",
-            "33",
-        ])
+        .arg(subcommand)
+        .arg(data("official_t2v_edited.mp4"))
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -46,7 +43,12 @@ fn converting_the_video_starts_from_the_prompt_that_ran() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let prompt: Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn converting_the_video_starts_from_the_prompt_that_ran() {
+    let prompt = wan_pilot_json("convert", &["--frames", "33"]);
     assert_eq!(prompt["74"]["inputs"]["length"], 33);
     assert_eq!(prompt["74"]["inputs"]["width"], 64);
     assert_eq!(prompt["wan-pilot-compile-1"]["inputs"]["mode"], "default");
@@ -54,20 +56,7 @@ fn converting_the_video_starts_from_the_prompt_that_ran() {
 
 #[test]
 fn inspecting_the_video_reports_what_ran() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wan-pilot"))
-        .args([
-            "inspect",
-            data("official_t2v_edited.mp4").to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let json = wan_pilot_json("inspect", &["--json"]);
     assert_eq!(json["format"], "api");
     assert_eq!(json["family"], "t2v");
     assert_eq!(json["frames"]["value"], 17);

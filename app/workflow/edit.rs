@@ -754,18 +754,13 @@ fn insert_node(
     }
     flat.nodes.insert(
         id.clone(),
-        FlatNode {
-            id: id.clone(),
-            class_type: class.to_string(),
-            title: Some(format!("wan-pilot {tag}")),
-            mode: NodeMode::Always,
-            subgraph_path: Vec::new(),
-            is_described: true,
+        FlatNode::new(
+            &id,
+            class,
+            Some(format!("wan-pilot {tag}")),
             inputs,
-            raw_widgets: Vec::new(),
-            unresolved_links: Vec::new(),
-            place: "inserted by wan-pilot".into(),
-        },
+            "inserted by wan-pilot".into(),
+        ),
     );
     Ok(id)
 }

@@ -106,6 +106,28 @@ pub struct UnresolvedLink {
 }
 
 impl FlatNode {
+    /// A node that did not come from a UI graph (an API prompt, or one wan-pilot inserts).
+    pub fn new(
+        id: &str,
+        class_type: &str,
+        title: Option<String>,
+        inputs: IndexMap<String, FlatInput>,
+        place: String,
+    ) -> FlatNode {
+        FlatNode {
+            id: id.to_string(),
+            class_type: class_type.to_string(),
+            title,
+            mode: NodeMode::Always,
+            subgraph_path: Vec::new(),
+            is_described: true,
+            inputs,
+            raw_widgets: Vec::new(),
+            unresolved_links: Vec::new(),
+            place,
+        }
+    }
+
     pub fn value(&self, name: &str) -> Option<&Value> {
         match self.inputs.get(name)? {
             FlatInput::Value { value, .. } => Some(value),
@@ -796,18 +818,13 @@ pub fn from_api(prompt: &super::api::ApiPrompt) -> FlatGraph {
             .collect();
         nodes.insert(
             id.clone(),
-            FlatNode {
-                id: id.clone(),
-                class_type: node.class_type.clone(),
-                title: node.title.clone(),
-                mode: NodeMode::Always,
-                subgraph_path: Vec::new(),
-                is_described: true,
+            FlatNode::new(
+                id,
+                &node.class_type,
+                node.title.clone(),
                 inputs,
-                raw_widgets: Vec::new(),
-                unresolved_links: Vec::new(),
-                place: format!("node \"{id}\""),
-            },
+                format!("node \"{id}\""),
+            ),
         );
     }
     FlatGraph {
