@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::api::{ApiNode, ApiPrompt, as_link, link_value};
 use super::error::WorkflowError;
-use super::flat::{FlatGraph, FlatInput, Strictness, flatten};
+use super::flat::{FlatGraph, FlatInput, Strictness, ValueSource, flatten};
 use super::node_defs::NodeDefs;
 use super::ui::UiWorkflow;
 
@@ -16,17 +16,50 @@ use super::ui::UiWorkflow;
 pub struct ConvertOptions {
     /// Picks `{a|b|c}` choices in dynamic prompts (the frontend picks at random).
     pub dynamic_prompt_seed: u64,
-    /// Local date and time for `%date:…%` in filename prefixes: (year, month, day, hour, minute, second).
-    pub now: (i32, u32, u32, u32, u32, u32),
+    /// Date and time for `%date:…%` in filename prefixes: (year, month, day, hour, minute, second).
+    pub now: (i64, u32, u32, u32, u32, u32),
 }
 
 impl Default for ConvertOptions {
+    /// Now, in UTC (the frontend uses the browser's local time).
     fn default() -> Self {
+        let seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         Self {
-            dynamic_prompt_seed: 0,
-            now: (2026, 1, 1, 0, 0, 0),
+            dynamic_prompt_seed: seconds,
+            now: civil_time(seconds),
         }
     }
+}
+
+/// (year, month, day, hour, minute, second) of a Unix time, by the days-from-civil inverse.
+pub fn civil_time(unix_seconds: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (unix_seconds / 86_400) as i64;
+    let in_day = unix_seconds % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        (in_day / 3600) as u32,
+        (in_day / 60 % 60) as u32,
+        (in_day % 60) as u32,
+    )
 }
 
 /// Converts a UI workflow to the API prompt the frontend would queue.
@@ -50,6 +83,11 @@ pub fn flat_to_api(flat: &FlatGraph, defs: &NodeDefs, options: &ConvertOptions) 
         let mut inputs = IndexMap::new();
         for (name, input) in &node.inputs {
             let value = match input {
+                // An API prompt's literals already are what the frontend sends.
+                FlatInput::Value {
+                    value,
+                    source: ValueSource::Prompt,
+                } => value.clone(),
                 FlatInput::Value { value, .. } => {
                     let dynamic = def
                         .and_then(|d| d.input(name))
@@ -298,6 +336,50 @@ pub fn repair_for_server(flat: &mut FlatGraph, defs: &NodeDefs) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frontend_transforms_apply_to_ui_widgets_but_not_to_api_literals() {
+        use crate::workflow::api::ApiPrompt;
+        use crate::workflow::ui::UiWorkflow;
+        use serde_json::json;
+
+        let options = ConvertOptions {
+            dynamic_prompt_seed: 1,
+            now: (2026, 11, 29, 8, 5, 0),
+        };
+        let defs = NodeDefs::bundled();
+        let ui = json!({"nodes": [
+            {"id": 1, "type": "SaveImage", "mode": 0, "widgets_values": ["wan/%date:yyyy-MM-dd%/clip"]},
+            {"id": 2, "type": "CLIPTextEncode", "mode": 0, "widgets_values": ["a fox // a note"]}
+        ], "links": []});
+        let ui = UiWorkflow::from_json(&ui).unwrap().unwrap();
+        let prompt = ui_to_api(&ui, defs, &options).unwrap();
+        assert_eq!(
+            prompt.nodes["1"].inputs["filename_prefix"],
+            json!("wan/2026-11-29/clip")
+        );
+        assert_eq!(prompt.nodes["2"].inputs["text"], json!("a fox "));
+
+        let api = json!({
+            "1": {"class_type": "SaveImage", "inputs": {"filename_prefix": "wan/%date:yyyy%"}},
+            "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a {red|blue} fox"}}
+        });
+        let (api, _) = ApiPrompt::from_json(&api).unwrap().unwrap();
+        let sent = flat_to_api(&crate::workflow::flat::from_api(&api), defs, &options);
+        for (id, node) in &api.nodes {
+            assert_eq!(
+                sent.nodes[id].inputs, node.inputs,
+                "node {id} is sent as written"
+            );
+        }
+    }
+
+    #[test]
+    fn unix_times_become_calendar_dates() {
+        assert_eq!(civil_time(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil_time(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil_time(1_795_955_696), (2026, 11, 29, 12, 34, 56));
+    }
 
     #[test]
     fn dynamic_prompts_strip_comments_and_pick_choices() {

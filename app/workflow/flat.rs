@@ -41,6 +41,8 @@ pub const VIRTUAL_NODE_TYPES: &[&str] = &[
 pub enum ValueSource {
     /// The node's own widget.
     Widget,
+    /// A literal of an API prompt: sent as it is, without the frontend's value transforms.
+    Prompt,
     /// The node's definition default (the file stored fewer widget values).
     Default,
     /// A legacy PrimitiveNode (by execution id) feeding this widget.
@@ -810,7 +812,7 @@ pub fn from_api(prompt: &super::api::ApiPrompt) -> FlatGraph {
                     },
                     None => FlatInput::Value {
                         value: value.clone(),
-                        source: ValueSource::Widget,
+                        source: ValueSource::Prompt,
                     },
                 };
                 (name.clone(), input)

@@ -1613,7 +1613,7 @@ fn node_ref(node: &FlatNode) -> String {
 
 fn describe_source(source: &ValueSource) -> (SourceKind, String) {
     match source {
-        ValueSource::Widget => (SourceKind::Widget, "widget".into()),
+        ValueSource::Widget | ValueSource::Prompt => (SourceKind::Widget, "widget".into()),
         ValueSource::Default => (SourceKind::Widget, "default value".into()),
         ValueSource::Primitive(id) => {
             let local = id.rsplit(':').next().unwrap_or(id);
