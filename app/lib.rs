@@ -3,5 +3,7 @@
 //! The layers only look down: `workflow` is pure (bytes in, graphs out); the CLI in `main.rs`
 //! and, later, the window call the same functions.
 
+pub mod budget;
 pub mod cli;
+pub mod gpu;
 pub mod workflow;
