@@ -6,4 +6,5 @@
 pub mod budget;
 pub mod cli;
 pub mod gpu;
+pub mod policy;
 pub mod workflow;

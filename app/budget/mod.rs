@@ -3,4 +3,10 @@
 //!
 //! Pure: plain data in, plain data out. I/O (NVML, model files on disk) lives in `gpu`.
 
+pub mod calibrate;
+pub mod cards;
 pub mod comfyui;
+pub mod physical;
+pub mod projection;
+pub mod seed;
+pub mod time;
