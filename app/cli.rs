@@ -323,3 +323,274 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Options of `wan-pilot plan`.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub gpu: Option<String>,
+    pub vram_gib: Option<f64>,
+    pub free_vram_gib: Option<f64>,
+    pub frames: Option<Vec<u32>>,
+    pub reserve_gib: Option<f64>,
+    pub margin_gib: f64,
+    pub size: Option<(u32, u32)>,
+    pub windows: bool,
+    pub old_torch: bool,
+    pub json: bool,
+}
+
+/// Frame counts `plan` shows when none are given: the workflow's own and a ladder around it.
+const DEFAULT_FRAMES: [u32; 10] = [17, 33, 49, 61, 81, 97, 121, 145, 161, 201];
+
+pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> Result<(), Failure> {
+    use crate::budget::comfyui::{Platform, reserve_bytes};
+    use crate::budget::physical::{Coefficients, DitSize, TorchGeneration};
+    use crate::budget::projection::{Card, Settings, project};
+    use crate::budget::time::{TimeCoefficients, fp16_tensor_tflops};
+    use crate::budget::workload::from_inspection;
+    use crate::gpu::facts::{FactInputs, card_facts};
+    use crate::policy::{baseline_rule, choose};
+
+    let defs = node_defs(object_info)?;
+    let loaded = load_file(path)?;
+    let inspection = recognise::inspect(&loaded, &defs).map_err(|e| Failure::in_file(path, e))?;
+    let workflow = from_inspection(&inspection, crate::budget::catalogue_facts, options.size)
+        .map_err(|e| Failure::in_file(path, e))?;
+
+    // The card: what the user named, else what NVML sees.
+    let probe = (options.gpu.is_none() && options.vram_gib.is_none()).then(crate::gpu::nvml::probe);
+    let facts = card_facts(&FactInputs {
+        probe: probe.as_ref(),
+        device_index: 0,
+        server_devices: None,
+        picked_card: options.gpu.as_deref(),
+        user_total_bytes: options.vram_gib.map(|g| (g * GIB) as u64),
+    })
+    .map_err(|e| {
+        Failure::new(format!(
+            "{e}; name the card with --gpu NAME or its memory with --vram GB"
+        ))
+    })?;
+    let total_bytes = facts.total_bytes as f64;
+    let platform = if options.windows {
+        Platform::Windows
+    } else {
+        Platform::Linux
+    };
+    let mut assumptions = workflow.assumptions.clone();
+    let free_bytes = match (options.free_vram_gib, facts.free_bytes) {
+        (Some(gib), _) => gib * GIB,
+        (None, Some(free)) => free as f64,
+        (None, None) => {
+            // The desktop and driver keep some memory back even with nothing else running.
+            let desktop = if options.windows {
+                0.8 * GIB
+            } else {
+                0.3 * GIB
+            };
+            assumptions.push(format!(
+                "free memory not measured: {:.1} GiB assumed (total less {:.1} GiB for the desktop); give --free-vram GB",
+                (total_bytes - desktop) / GIB,
+                desktop / GIB
+            ));
+            total_bytes - desktop
+        }
+    };
+    let is_geforce = facts.table_card.unwrap_or(&facts.name).contains("GeForce")
+        || facts.name.contains("GeForce");
+    let bf16 = facts.bf16_dense_tflops.unwrap_or_else(|| {
+        assumptions.push("card speed unknown: an RTX 4090's assumed for the time estimate".into());
+        165.2
+    });
+    let card = Card {
+        total_bytes,
+        free_bytes,
+        fp16_tflops: fp16_tensor_tflops(bf16, is_geforce),
+    };
+    let settings = Settings {
+        reserve_bytes: reserve_bytes(platform, facts.total_bytes, options.reserve_gib),
+        margin_bytes: options.margin_gib * GIB,
+    };
+    let torch = if options.old_torch {
+        TorchGeneration::UnfusedRmsNorm
+    } else {
+        TorchGeneration::FusedRmsNorm
+    };
+    let workload = &workflow.workload;
+    let coefficients = Coefficients::prior(DitSize::of_dim(workload.dit.dim), torch, workload.vae);
+    let timing = TimeCoefficients::prior(card.fp16_tflops);
+
+    let mut frame_counts: Vec<u32> = match &options.frames {
+        Some(list) => list
+            .iter()
+            .map(|&f| crate::workflow::edit::snap_frames(f))
+            .collect(),
+        None => DEFAULT_FRAMES
+            .iter()
+            .copied()
+            .chain(workflow.frames)
+            .collect(),
+    };
+    frame_counts.sort_unstable();
+    frame_counts.dedup();
+
+    let rows: Vec<serde_json::Value> = frame_counts
+        .iter()
+        .map(|&frames| {
+            let projection = project(&card, workload, &settings, &coefficients, &timing, frames);
+            let choice = choose(&projection);
+            serde_json::json!({
+                "frames": frames,
+                "latent_frames": projection.latent_frames,
+                "tokens": projection.tokens,
+                "phases": projection.phases,
+                "modes": projection.modes,
+                "notes": projection.notes,
+                "choice": choice,
+                "baseline": baseline_rule(frames).as_str(),
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "file": path.display().to_string(),
+        "family": inspection.family.as_str(),
+        "workflow_frames": workflow.frames,
+        "width": workload.width,
+        "height": workload.height,
+        "experts": workload.experts.iter().map(|e| serde_json::json!({"bytes": e.bytes, "steps": e.steps})).collect::<Vec<_>>(),
+        "uses_cfg": workload.uses_cfg,
+        "card": {
+            "name": facts.name,
+            "source": facts.source,
+            "total_bytes": total_bytes,
+            "free_bytes": free_bytes,
+            "fp16_tflops": card.fp16_tflops,
+        },
+        "settings": {
+            "platform": if options.windows { "windows" } else { "linux" },
+            "reserve_bytes": settings.reserve_bytes,
+            "margin_bytes": settings.margin_bytes,
+            "torch": if options.old_torch { "2.7 or older" } else { "2.8 or newer" },
+        },
+        "coefficients": {
+            "prior": {"memory": coefficients, "time": timing},
+        },
+        "assumptions": assumptions,
+        "frames": rows,
+    });
+    let text = if options.json {
+        serde_json::to_string_pretty(&report).map_err(|e| Failure::new(e.to_string()))?
+    } else {
+        plan_summary(&report)
+    };
+    print_out(&text)
+}
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// The human-readable `plan`: one line per frame count with the peak per mode and the choice.
+fn plan_summary(report: &Value) -> String {
+    let gib = |v: &Value| {
+        v.as_f64()
+            .map_or("?".to_string(), |b| format!("{:.1}", b / GIB))
+    };
+    let mut lines = vec![
+        format!(
+            "{} — {}, {}×{}, {} expert(s), CFG {}",
+            report["file"].as_str().unwrap_or_default(),
+            report["family"].as_str().unwrap_or_default(),
+            report["width"],
+            report["height"],
+            report["experts"].as_array().map_or(0, Vec::len),
+            if report["uses_cfg"] == Value::Bool(true) {
+                "on"
+            } else {
+                "off"
+            }
+        ),
+        format!(
+            "card: {} ({} GiB, {} GiB free), reserve {} GiB, margin {} GiB",
+            report["card"]["name"].as_str().unwrap_or_default(),
+            gib(&report["card"]["total_bytes"]),
+            gib(&report["card"]["free_bytes"]),
+            gib(&report["settings"]["reserve_bytes"]),
+            gib(&report["settings"]["margin_bytes"]),
+        ),
+    ];
+    for assumption in report["assumptions"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "assumed: {}",
+            assumption.as_str().unwrap_or_default()
+        ));
+    }
+    lines.push(String::new());
+    lines.push(format!(
+        "{:>6} {:>7} {:>15} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}  {:<32} {}",
+        "frames",
+        "tokens",
+        "usable/offload",
+        "off",
+        "dflt",
+        "r-o",
+        "m-a",
+        "m-a-nc",
+        "decode",
+        "chosen (time)",
+        "baseline"
+    ));
+    let free = report["card"]["free_bytes"].as_f64().unwrap_or(f64::MAX);
+    for row in report["frames"].as_array().into_iter().flatten() {
+        let phases = row["phases"].as_array();
+        let phase = |suffix: &str| {
+            phases.and_then(|p| {
+                p.iter()
+                    .find(|p| p["phase"].as_str().is_some_and(|n| n.ends_with(suffix)))
+            })
+        };
+        let loader = phase("sampling").map_or("-".to_string(), |p| {
+            format!("{}/{}", gib(&p["usable_bytes"]), gib(&p["offloaded_bytes"]))
+        });
+        let decode = phase("decode").map_or("-".to_string(), |p| {
+            let tiled = p["peak_bytes"].as_f64().unwrap_or(0.0) > free;
+            format!("{}{}", gib(&p["peak_bytes"]), if tiled { "~" } else { "" })
+        });
+        let modes = row["modes"].as_array();
+        let mode = |name: &str| modes.and_then(|m| m.iter().find(|m| m["mode"] == name));
+        let peak_of = |name: &str| {
+            mode(name).map_or("?".to_string(), |m| {
+                let mark = if m["fits"] == Value::Bool(true) {
+                    ""
+                } else {
+                    "!"
+                };
+                format!("{}{mark}", gib(&m["sampling_peak_bytes"]))
+            })
+        };
+        let chosen = row["choice"]["mode"].as_str().unwrap_or("?");
+        let time = mode(chosen)
+            .and_then(|m| m["time"]["total_s"].as_f64())
+            .unwrap_or(0.0);
+        lines.push(format!(
+            "{:>6} {:>7} {:>15} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}  {:<32} {}",
+            row["frames"].to_string(),
+            row["tokens"].to_string(),
+            loader,
+            peak_of("off"),
+            peak_of("default"),
+            peak_of("reduce-overhead"),
+            peak_of("max-autotune"),
+            peak_of("max-autotune-no-cudagraphs"),
+            decode,
+            format!("{chosen} ({time:.0} s)"),
+            row["baseline"].as_str().unwrap_or("?")
+        ));
+    }
+    lines.push(String::new());
+    lines.push(
+        "GiB. usable/offload: ComfyUI's weight budget and streamed weights (first expert); mode \
+         columns: sampling peak, ! = does not fit or not allowed; decode ~ = ComfyUI decodes in \
+         tiles; --json gives every phase, the parts of each peak and the reasons."
+            .into(),
+    );
+    lines.join("\n")
+}

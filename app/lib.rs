@@ -7,4 +7,5 @@ pub mod budget;
 pub mod cli;
 pub mod gpu;
 pub mod policy;
+pub mod runs;
 pub mod workflow;

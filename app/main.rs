@@ -61,8 +61,38 @@ enum Command {
     },
     /// Projected VRAM and time per frame count and compile mode, and the mode wan-pilot would choose.
     Plan {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
+        file: PathBuf,
+        /// The card, by name ("RTX 4090"), instead of the one NVML finds.
+        #[arg(long, value_name = "NAME", conflicts_with = "vram")]
+        gpu: Option<String>,
+        /// The card's memory in GiB, instead of the one NVML finds.
+        #[arg(long, value_name = "GB")]
+        vram: Option<f64>,
+        /// Free memory in GiB before the run, as the server's /system_stats would report it.
+        #[arg(long, value_name = "GB")]
+        free_vram: Option<f64>,
+        /// Frame counts to project, comma-separated (snapped to 4n+1).
+        #[arg(long, value_name = "LIST", value_delimiter = ',')]
+        frames: Option<Vec<u32>>,
+        /// ComfyUI's --reserve-vram in GiB (default: 0.4 on Linux, 0.6–0.7 on Windows).
+        #[arg(long, value_name = "GB")]
+        reserve: Option<f64>,
+        /// Memory the chosen mode must leave free, in GiB.
+        #[arg(long, value_name = "GB", default_value_t = 2.0)]
+        margin: f64,
+        /// Size as WxH, where the workflow only knows it at run time.
+        #[arg(long, value_name = "WxH", value_parser = cli::parse_size)]
+        size: Option<(u32, u32)>,
+        /// The server runs on Windows (larger default reserve).
+        #[arg(long)]
+        windows: bool,
+        /// The server's PyTorch is 2.7 or older (no fused RMSNorm: more activation memory).
+        #[arg(long)]
+        old_torch: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_name = "FILE")]
+        object_info: Option<PathBuf>,
     },
     /// A real generation, headless, with progress lines.
     Run {
@@ -101,7 +131,34 @@ fn main() -> ExitCode {
             };
             cli::convert(&file, output.as_deref(), &edits, object_info.as_deref())
         }
-        Some(Command::Plan { .. }) => cli::not_available("plan", "issue 3"),
+        Some(Command::Plan {
+            file,
+            gpu,
+            vram,
+            free_vram,
+            frames,
+            reserve,
+            margin,
+            size,
+            windows,
+            old_torch,
+            json,
+            object_info,
+        }) => {
+            let options = cli::PlanOptions {
+                gpu,
+                vram_gib: vram,
+                free_vram_gib: free_vram,
+                frames,
+                reserve_gib: reserve,
+                margin_gib: margin,
+                size,
+                windows,
+                old_torch,
+                json,
+            };
+            cli::plan(&file, &options, object_info.as_deref())
+        }
         Some(Command::Run { .. }) => cli::not_available("run", "issue 4"),
     };
     match result {

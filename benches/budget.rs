@@ -48,7 +48,7 @@ fn main() {
         is_vace: false,
         vae: WanVae::V21,
         experts: vec![expert, expert],
-        text_encoder_bytes: 6.28 * GIB,
+        text_encoder_bytes: 6.74e9,
         vae_bytes: 0.24 * GIB,
         encodes_clip: true,
         uses_cfg: false,

@@ -210,7 +210,7 @@ fn broken_graphs_are_refused_not_half_converted() {
 
 #[test]
 fn later_subcommands_say_they_are_not_available() {
-    for args in [vec![], vec!["plan", "x.json"], vec!["run", "x.json"]] {
+    for args in [vec![], vec!["run", "x.json"]] {
         let output = wan_pilot(&args);
         assert_eq!(output.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&output.stderr).contains("not available yet"));
@@ -224,4 +224,65 @@ fn help_lists_the_subcommands() {
     for name in ["inspect", "convert", "plan", "run"] {
         assert!(text.contains(name), "{text}");
     }
+}
+
+#[test]
+fn plan_projects_every_mode_and_chooses_one() {
+    let file = shared("official_wan22_14B_t2v_flat.json");
+    let output = wan_pilot(&[
+        "plan",
+        file.to_str().unwrap(),
+        "--gpu",
+        "RTX 4090",
+        "--free-vram",
+        "23",
+        "--frames",
+        "49,80",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["family"], "t2v");
+    assert_eq!(json["card"]["name"], "GeForce RTX 4090");
+    let frames: Vec<u64> = json["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["frames"].as_u64().unwrap())
+        .collect();
+    assert_eq!(frames, vec![49, 81], "80 snaps to 81");
+    for row in json["frames"].as_array().unwrap() {
+        assert_eq!(row["modes"].as_array().unwrap().len(), 5);
+        assert_eq!(
+            row["phases"].as_array().unwrap().len(),
+            4,
+            "text encode, two experts, decode"
+        );
+        let chosen = row["choice"]["mode"].as_str().unwrap();
+        let mode = row["modes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mode"] == chosen)
+            .unwrap();
+        assert_eq!(mode["fits"], true);
+        assert!(row["baseline"].is_string());
+    }
+}
+
+#[test]
+fn plan_without_a_card_says_how_to_name_one() {
+    // This machine has no NVIDIA driver; with a GPU present NVML answers instead.
+    if std::path::Path::new("/proc/driver/nvidia").exists() {
+        return;
+    }
+    let file = shared("official_wan22_14B_t2v_flat.json");
+    let output = wan_pilot(&["plan", file.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--gpu"), "{stderr}");
 }

@@ -5,8 +5,16 @@
 
 pub mod calibrate;
 pub mod cards;
+pub mod catalogue;
 pub mod comfyui;
 pub mod physical;
 pub mod projection;
 pub mod seed;
 pub mod time;
+pub mod weights;
+pub mod workload;
+
+/// Model facts for the workload, from the catalogue by file name (the file on disk is not read).
+pub fn catalogue_facts(_file: &str) -> Option<workload::ModelFacts> {
+    None
+}
