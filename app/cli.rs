@@ -342,6 +342,9 @@ pub struct PlanOptions {
 /// Frame counts `plan` shows when none are given: the workflow's own and a ladder around it.
 const DEFAULT_FRAMES: [u32; 10] = [17, 33, 49, 61, 81, 97, 121, 145, 161, 201];
 
+/// The longest clip the safe-length scan looks at (about 15 s at 16 fps).
+const MAX_PLANNED_FRAMES: u32 = 241;
+
 pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> Result<(), Failure> {
     use crate::budget::comfyui::{Platform, reserve_bytes};
     use crate::budget::physical::{Coefficients, DitSize, TorchGeneration};
@@ -354,8 +357,6 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
     let defs = node_defs(object_info)?;
     let loaded = load_file(path)?;
     let inspection = recognise::inspect(&loaded, &defs).map_err(|e| Failure::in_file(path, e))?;
-    let workflow = from_inspection(&inspection, crate::budget::catalogue_facts, options.size)
-        .map_err(|e| Failure::in_file(path, e))?;
 
     // The card: what the user named, else what NVML sees.
     let probe = (options.gpu.is_none() && options.vram_gib.is_none()).then(crate::gpu::nvml::probe);
@@ -371,6 +372,12 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
             "{e}; name the card with --gpu NAME or its memory with --vram GB"
         ))
     })?;
+    let workflow = from_inspection(
+        &inspection,
+        |file| crate::budget::catalogue_facts(file, facts.has_fp8_compute),
+        options.size,
+    )
+    .map_err(|e| Failure::in_file(path, e))?;
     let total_bytes = facts.total_bytes as f64;
     let platform = if options.windows {
         Platform::Windows
@@ -417,8 +424,37 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
         TorchGeneration::FusedRmsNorm
     };
     let workload = &workflow.workload;
-    let coefficients = Coefficients::prior(DitSize::of_dim(workload.dit.dim), torch, workload.vae);
-    let timing = TimeCoefficients::prior(card.fp16_tflops);
+    let prior = (
+        Coefficients::prior(DitSize::of_dim(workload.dit.dim), torch, workload.vae),
+        TimeCoefficients::prior(card.fp16_tflops),
+    );
+    // What earlier runs on this card taught; the priors where there were none.
+    let calibration = match crate::runs::store::load_calibration() {
+        Ok(loaded) => {
+            if let Some(set_aside) = &loaded.set_aside {
+                assumptions.push(format!("calibration file set aside: {set_aside:?}"));
+            }
+            loaded.calibration
+        }
+        Err(e) => {
+            assumptions.push(format!("calibration not read ({e}); priors used"));
+            Default::default()
+        }
+    };
+    let card_key = facts.table_card.unwrap_or(&facts.name).to_string();
+    let calibrated = calibration.apply(&card_key, &workload.family_key(), prior);
+    let coefficients = calibrated.coefficients;
+    let timing = calibrated.timing;
+    let project_at = |frames: u32| {
+        let mut projection = project(&card, workload, &settings, &coefficients, &timing, frames);
+        crate::policy::apply_caps(
+            &mut projection,
+            &calibrated,
+            workload.width,
+            workload.height,
+        );
+        projection
+    };
 
     let mut frame_counts: Vec<u32> = match &options.frames {
         Some(list) => list
@@ -437,7 +473,7 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
     let rows: Vec<serde_json::Value> = frame_counts
         .iter()
         .map(|&frames| {
-            let projection = project(&card, workload, &settings, &coefficients, &timing, frames);
+            let projection = project_at(frames);
             let choice = choose(&projection);
             serde_json::json!({
                 "frames": frames,
@@ -473,8 +509,15 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
             "torch": if options.old_torch { "2.7 or older" } else { "2.8 or newer" },
         },
         "coefficients": {
-            "prior": {"memory": coefficients, "time": timing},
+            "prior": {"memory": prior.0, "time": prior.1},
+            "planned_with": {"memory": coefficients, "time": timing},
+            "sources": calibrated.sources,
+            "calibration_notes": calibrated.notes,
         },
+        "safe_frames": crate::policy::largest_safe_frames(MAX_PLANNED_FRAMES, &project_at)
+            .into_iter()
+            .map(|(mode, frames)| (mode.to_string(), serde_json::json!(frames)))
+            .collect::<serde_json::Map<String, Value>>(),
         "assumptions": assumptions,
         "frames": rows,
     });
@@ -517,6 +560,17 @@ fn plan_summary(report: &Value) -> String {
             gib(&report["settings"]["margin_bytes"]),
         ),
     ];
+    if let Some(safe) = report["safe_frames"].as_object() {
+        let zones: Vec<String> = safe
+            .iter()
+            .map(|(mode, frames)| match frames.as_u64() {
+                Some(f) if f >= u64::from(MAX_PLANNED_FRAMES) => format!("{mode} {f}+"),
+                Some(f) => format!("{mode} {f}"),
+                None => format!("{mode} none"),
+            })
+            .collect();
+        lines.push(format!("longest safe length: {}", zones.join(", ")));
+    }
     for assumption in report["assumptions"].as_array().into_iter().flatten() {
         lines.push(format!(
             "assumed: {}",

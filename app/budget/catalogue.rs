@@ -686,8 +686,12 @@ impl Layout {
             BlockWidths::Uniform(w) => w.bytes(b.block_linear),
             BlockWidths::Gguf(types) => gguf_block_bytes(b, types),
         };
-        let scaled_linears =
-            b.block_linear_count + if self.outer_scaled { b.outer_linear_count } else { 0 };
+        let scaled_linears = b.block_linear_count
+            + if self.outer_scaled {
+                b.outer_linear_count
+            } else {
+                0
+            };
         let counted = block
             + self.outer_linear.bytes(b.outer_linear)
             + self.embedding.bytes(b.embedding)
@@ -1202,9 +1206,16 @@ impl Name {
     }
 
     fn is_speed_lora(&self) -> bool {
-        ["lightx2v", "lightning", "causvid", "distill", "seko", "step"]
-            .iter()
-            .any(|p| self.has(p))
+        [
+            "lightx2v",
+            "lightning",
+            "causvid",
+            "distill",
+            "seko",
+            "step",
+        ]
+        .iter()
+        .any(|p| self.has(p))
     }
 
     /// `rank64`, `rank_64`, `rank_98` (kijai's "dynamic_avg_rank_98").
@@ -1475,16 +1486,28 @@ mod tests {
         let blocks_14b = 40 * (8 * 5120 * 5120 + 2 * 5120 * 13824 + 121_344);
         assert_eq!(blocks_14b, 14_055_772_160, "40 × 351.4 M");
         assert_eq!((i2v - blocks_14b) / 1_000_000, 233, "non-block 0.233 B");
-        let wan21_i2v = DitArch::wan_14b(36).with_image_cross_attn().breakdown().total();
+        let wan21_i2v = DitArch::wan_14b(36)
+            .with_image_cross_attn()
+            .breakdown()
+            .total();
         assert_eq!(wan21_i2v / 1_000_000, 16_394, "16.395 B");
         let five = DitArch::wan_5b().breakdown().total();
         assert_eq!(five / 1_000_000, 4_999, "5.000 B");
         let one_three = DitArch::wan_1_3b(16).breakdown().total();
         assert_eq!(one_three / 1_000_000, 1_418, "1.419 B → 2.84 GB in fp16");
         // bf16/fp16 file sizes in §2.2: 28.58 GB, 32.8 GB, 10.0 GB.
-        assert_eq!(info("wan2.2_i2v_high_noise_14B_fp16.safetensors").estimated_file_bytes / 10_000_000, 2857);
-        assert_eq!(info("wan2.1_i2v_720p_14B_fp16.safetensors").estimated_file_bytes / 100_000_000, 327);
-        assert_eq!(info("wan2.2_ti2v_5B_fp16.safetensors").estimated_file_bytes / 100_000_000, 99);
+        assert_eq!(
+            info("wan2.2_i2v_high_noise_14B_fp16.safetensors").estimated_file_bytes / 10_000_000,
+            2857
+        );
+        assert_eq!(
+            info("wan2.1_i2v_720p_14B_fp16.safetensors").estimated_file_bytes / 100_000_000,
+            327
+        );
+        assert_eq!(
+            info("wan2.2_ti2v_5B_fp16.safetensors").estimated_file_bytes / 100_000_000,
+            99
+        );
     }
 
     #[test]
@@ -1493,9 +1516,16 @@ mod tests {
         let m = info("wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors");
         let mib = m.resident_bytes(true) as f64 / MIB;
         assert!((mib - 13_629.08).abs() < 2.0, "got {mib:.2} MiB");
-        assert_eq!(m.resident_bytes(false), m.resident_bytes(true), "scaled stays fp8");
+        assert_eq!(
+            m.resident_bytes(false),
+            m.resident_bytes(true),
+            "scaled stays fp8"
+        );
         let r = m.residency(true);
-        assert!(r.uncounted_bytes > 2_000_000 && r.uncounted_bytes < 3_000_000, "modulation");
+        assert!(
+            r.uncounted_bytes > 2_000_000 && r.uncounted_bytes < 3_000_000,
+            "modulation"
+        );
         // §2.2: "14.29 GB → HF 14.3 GB" on disk.
         assert_eq!(m.estimated_file_bytes / 10_000_000, 1429);
     }
@@ -1522,7 +1552,10 @@ mod tests {
         assert_eq!(fp8.estimated_file_bytes / 10_000_000, 673);
         let fp16 = info("umt5_xxl_fp16.safetensors");
         assert_eq!(fp16.estimated_file_bytes / 100_000_000, 113);
-        assert_eq!(fp8.breakdown.block_linear_count, 168, "168 scale_weight tensors");
+        assert_eq!(
+            fp8.breakdown.block_linear_count, 168,
+            "168 scale_weight tensors"
+        );
     }
 
     #[test]
@@ -1635,12 +1668,7 @@ mod tests {
                 Role::Single,
                 Precision::Bf16,
             ),
-            (
-                "Wan2.1_VAE.pth",
-                Wan21Vae,
-                Role::Single,
-                Precision::Fp32,
-            ),
+            ("Wan2.1_VAE.pth", Wan21Vae, Role::Single, Precision::Fp32),
             (
                 "cat-umt5xxl-q5_0.gguf",
                 UmT5Xxl,
@@ -1676,7 +1704,11 @@ mod tests {
         ];
         for (name, family, role, precision) in cases {
             let m = info(name);
-            assert_eq!((m.family, m.role, m.precision), (*family, *role, *precision), "{name}");
+            assert_eq!(
+                (m.family, m.role, m.precision),
+                (*family, *role, *precision),
+                "{name}"
+            );
         }
         assert!(!info("smoothMixWan22I2VT2V_i2vLow.safetensors").precision_from_name);
         assert_eq!(info("taew2_1.safetensors").kind, ModelKind::Vae);
@@ -1685,7 +1717,10 @@ mod tests {
             info("open-clip-xlm-roberta-large-vit-huge-14_visual_fp16.safetensors").family,
             ClipVisionH
         );
-        assert_eq!(info("wav2vec2_large_english_fp16.safetensors").kind, ModelKind::AudioEncoder);
+        assert_eq!(
+            info("wav2vec2_large_english_fp16.safetensors").kind,
+            ModelKind::AudioEncoder
+        );
         for not_wan in [
             "RealESRGAN_x4plus.pth",
             "rife47.pth",
@@ -1700,7 +1735,9 @@ mod tests {
 
     #[test]
     fn lora_ranks_come_from_the_name_or_a_documented_default() {
-        let m = info(r"lightx2v\wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors");
+        let m = info(
+            r"lightx2v\wan2.2_i2v_A14b_high_noise_lora_rank64_lightx2v_4step_1022.safetensors",
+        );
         assert_eq!(m.kind, ModelKind::Lora);
         assert_eq!(m.role, Role::High);
         let lora = m.lora.unwrap();
@@ -1709,14 +1746,17 @@ mod tests {
         assert_eq!(m.params, 306_708_480);
         assert_eq!(m.estimated_file_bytes, 2 * 306_708_480);
         assert_eq!(m.resident_bytes(true), 0, "merged into the weights");
-        let pusa = info(r"WanVideo\Pusa\Wan22_PusaV1_lora_LOW_resized_dynamic_avg_rank_98_bf16.safetensors");
+        let pusa = info(
+            r"WanVideo\Pusa\Wan22_PusaV1_lora_LOW_resized_dynamic_avg_rank_98_bf16.safetensors",
+        );
         assert_eq!(pusa.lora.unwrap().rank, 98);
         let seko = info("Wan2.2-I2V-A14B-4steps-lora-rank64-Seko-V1/low_noise_model.safetensors");
         assert_eq!((seko.kind, seko.role), (ModelKind::Lora, Role::Low));
         let anon = recognise_as("svi-shot.safetensors", ModelKind::Lora).unwrap();
         assert_eq!(anon.lora.unwrap().rank, DEFAULT_LORA_RANK);
         assert!(!anon.lora.unwrap().rank_from_name);
-        let speed = recognise_as("i2v_lightx2v_low_noise_model.safetensors", ModelKind::Lora).unwrap();
+        let speed =
+            recognise_as("i2v_lightx2v_low_noise_model.safetensors", ModelKind::Lora).unwrap();
         assert_eq!(speed.lora.unwrap().rank, DEFAULT_SPEED_LORA_RANK);
         assert_eq!(speed.role, Role::Low);
     }
@@ -1724,7 +1764,11 @@ mod tests {
     #[test]
     fn vae_and_encoders_are_held_in_16_bits() {
         let vae = info("Wan2.1_VAE.pth");
-        assert_eq!(vae.estimated_file_bytes, 4 * 126_900_000, "official fp32: 508 MB");
+        assert_eq!(
+            vae.estimated_file_bytes,
+            4 * 126_900_000,
+            "official fp32: 508 MB"
+        );
         assert_eq!(vae.resident_bytes(true), 2 * 126_900_000);
         let vae22 = info("wan2.2_vae.safetensors");
         assert_eq!(vae22.estimated_file_bytes, 2 * 704_700_000, "1.41 GB");

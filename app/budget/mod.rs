@@ -14,7 +14,18 @@ pub mod time;
 pub mod weights;
 pub mod workload;
 
-/// Model facts for the workload, from the catalogue by file name (the file on disk is not read).
-pub fn catalogue_facts(_file: &str) -> Option<workload::ModelFacts> {
-    None
+/// Model facts for the workload from the catalogue, by file name (the file on disk is not read):
+/// the bytes ComfyUI holds on a card with or without fp8 compute, and the DiT's shape.
+pub fn catalogue_facts(file: &str, has_fp8_compute: bool) -> Option<workload::ModelFacts> {
+    let info = catalogue::recognise(file)?;
+    let dit = info.arch.map(|arch| time::DitShape {
+        block_params: arch.breakdown().block_linear as f64,
+        layers: arch.layers,
+        dim: arch.dim,
+    });
+    Some(workload::ModelFacts {
+        resident_bytes: info.resident_bytes(has_fp8_compute) as f64,
+        dit,
+        is_5b: info.family == catalogue::Family::Wan22Ti2v5b,
+    })
 }

@@ -47,6 +47,20 @@ pub struct Workload {
     pub compiled_already: bool,
 }
 
+impl Workload {
+    /// The key calibration files runs under: runs of the same model size and layout on the same
+    /// card teach each other ("dit5120-2x13.3GiB").
+    pub fn family_key(&self) -> String {
+        let bytes = self.experts.first().map_or(0.0, |e| e.bytes);
+        format!(
+            "dit{}-{}x{:.1}GiB",
+            self.dit.dim,
+            self.experts.len(),
+            bytes / GIB
+        )
+    }
+}
+
 /// Settings that change the projection.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Settings {

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::budget::calibrate::Calibrated;
 use crate::budget::physical::{CompileMode, uses_cuda_graphs};
 use crate::budget::projection::{FrameProjection, ModeProjection};
 
@@ -109,6 +110,29 @@ pub fn choose(projection: &FrameProjection) -> Choice {
             .map(CompileMode::as_str)
             .collect(),
         fits: chosen.fits,
+    }
+}
+
+/// Marks the modes that already ran out of memory at this length (or a shorter one) on this card
+/// as not fitting, whatever the projection says: measured failures outrank the model.
+pub fn apply_caps(
+    projection: &mut FrameProjection,
+    calibrated: &Calibrated,
+    width: u32,
+    height: u32,
+) {
+    for mode in &mut projection.modes {
+        let Some(parsed) = CompileMode::parse(mode.mode) else {
+            continue;
+        };
+        if let Some(from) = calibrated.cap(parsed, width, height)
+            && projection.frames >= from
+        {
+            mode.fits = false;
+            mode.blockers.push(format!(
+                "it ran out of memory at {from} frames at this size on this card before"
+            ));
+        }
     }
 }
 
