@@ -336,6 +336,8 @@ pub struct PlanOptions {
     pub size: Option<(u32, u32)>,
     pub windows: bool,
     pub old_torch: bool,
+    /// The server runs with --use-split-cross-attention or --use-quad-cross-attention.
+    pub split_attention: bool,
     pub json: bool,
 }
 
@@ -346,7 +348,7 @@ const DEFAULT_FRAMES: [u32; 10] = [17, 33, 49, 61, 81, 97, 121, 145, 161, 201];
 const MAX_PLANNED_FRAMES: u32 = 241;
 
 pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> Result<(), Failure> {
-    use crate::budget::comfyui::{Platform, reserve_bytes};
+    use crate::budget::comfyui::{AttentionEstimate, Platform, reserve_bytes};
     use crate::budget::physical::{Coefficients, DitSize, TorchGeneration};
     use crate::budget::projection::{Card, Settings, project};
     use crate::budget::time::{TimeCoefficients, fp16_tensor_tflops};
@@ -417,6 +419,11 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
     let settings = Settings {
         reserve_bytes: reserve_bytes(platform, facts.total_bytes, options.reserve_gib),
         margin_bytes: options.margin_gib * GIB,
+        attention: if options.split_attention {
+            AttentionEstimate::SplitOrQuad
+        } else {
+            AttentionEstimate::Efficient
+        },
     };
     let torch = if options.old_torch {
         TorchGeneration::UnfusedRmsNorm
@@ -507,6 +514,7 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
             "reserve_bytes": settings.reserve_bytes,
             "margin_bytes": settings.margin_bytes,
             "torch": if options.old_torch { "2.7 or older" } else { "2.8 or newer" },
+            "attention": if options.split_attention { "split or quad cross-attention" } else { "SDPA / flash / xformers / Sage" },
         },
         "coefficients": {
             "prior": {"memory": prior.0, "time": prior.1},

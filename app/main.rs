@@ -89,6 +89,10 @@ enum Command {
         /// The server's PyTorch is 2.7 or older (no fused RMSNorm: more activation memory).
         #[arg(long)]
         old_torch: bool,
+        /// The server runs with --use-split-cross-attention or --use-quad-cross-attention, which
+        /// ComfyUI budgets 7.5 times more activation memory for.
+        #[arg(long)]
+        split_attention: bool,
         #[arg(long)]
         json: bool,
         #[arg(long, value_name = "FILE")]
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
             size,
             windows,
             old_torch,
+            split_attention,
             json,
             object_info,
         }) => {
@@ -155,6 +160,7 @@ fn main() -> ExitCode {
                 size,
                 windows,
                 old_torch,
+                split_attention,
                 json,
             };
             cli::plan(&file, &options, object_info.as_deref())

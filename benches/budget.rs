@@ -57,6 +57,7 @@ fn main() {
     let settings = Settings {
         reserve_bytes: 4.0 * GIB,
         margin_bytes: 2.0 * GIB,
+        attention: wan_pilot::budget::comfyui::AttentionEstimate::Efficient,
     };
     let coefficients =
         Coefficients::prior(DitSize::B14, TorchGeneration::FusedRmsNorm, WanVae::V21);

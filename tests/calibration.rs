@@ -73,6 +73,7 @@ fn a14b_i2v_on_a_4090() -> (Card, Workload, Settings) {
     let settings = Settings {
         reserve_bytes: 400.0 * 1024.0 * 1024.0,
         margin_bytes: 2.0 * GIB,
+        attention: wan_pilot::budget::comfyui::AttentionEstimate::Efficient,
     };
     (card, workload, settings)
 }

@@ -113,6 +113,7 @@ fn the_model_against_real_measurements() {
         let settings = Settings {
             reserve_bytes: row.number("reserve_gib").unwrap() * GIB,
             margin_bytes: 0.0,
+            attention: wan_pilot::budget::comfyui::AttentionEstimate::Efficient,
         };
         let projection = project(&card, &workload, &settings, &coefficients, &timing, frames);
         let off = projection.modes.iter().find(|m| m.mode == "off").unwrap();

@@ -67,6 +67,9 @@ pub struct Settings {
     pub reserve_bytes: f64,
     /// Head room the chosen mode must leave below the free memory.
     pub margin_bytes: f64,
+    /// The attention path ComfyUI sizes its estimate for (`--use-split-cross-attention` and
+    /// `--use-quad-cross-attention` take the larger one).
+    pub attention: AttentionEstimate,
 }
 
 /// One phase of the run at this frame count.
@@ -151,7 +154,7 @@ pub fn project(
         encodes_clip: workload.encodes_clip,
         uses_cfg: workload.uses_cfg,
         compute_dtype_bytes: 2,
-        attention: AttentionEstimate::Efficient,
+        attention: settings.attention,
     };
     let latent = shape.latent();
     let tokens = physical::tokens(latent);
@@ -416,6 +419,7 @@ pub(crate) mod tests {
         let settings = Settings {
             reserve_bytes: 400.0 * 1024.0 * 1024.0,
             margin_bytes: 2.0 * GIB,
+            attention: AttentionEstimate::Efficient,
         };
         (card, workload, settings)
     }
