@@ -40,11 +40,7 @@ fn main() {
     let workload = Workload {
         width: 832,
         height: 1216,
-        dit: DitShape {
-            block_params: 14.056e9,
-            layers: 40,
-            dim: 5120,
-        },
+        dit: DitShape::A14B,
         is_vace: false,
         vae: WanVae::V21,
         experts: vec![expert, expert],

@@ -19,11 +19,7 @@ use wan_pilot::runs::store::{
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const CARD_NAME: &str = "NVIDIA GeForce RTX 4090";
 const FAMILY: &str = "wan2.2-a14b-fp8";
-const A14B: DitShape = DitShape {
-    block_params: 14.056e9,
-    layers: 40,
-    dim: 5120,
-};
+const A14B: DitShape = DitShape::A14B;
 
 /// A fresh folder per test (tests run in parallel threads): pid, test tag and a counter.
 fn temp_data_dir(tag: &str) -> PathBuf {

@@ -1032,11 +1032,7 @@ mod tests {
     use crate::budget::physical::{self, DitSize, TorchGeneration};
     use crate::budget::time::{self, DitShape, Pass};
 
-    const A14B: DitShape = DitShape {
-        block_params: 14.056e9,
-        layers: 40,
-        dim: 5120,
-    };
+    const A14B: DitShape = DitShape::A14B;
     const CARD: &str = "NVIDIA GeForce RTX 4090";
     const FAMILY: &str = "wan2.2-a14b-fp8";
     const EXPERT_BYTES: f64 = 13_629.08 * 1024.0 * 1024.0;

@@ -18,6 +18,21 @@ pub struct DitShape {
     pub dim: u32,
 }
 
+impl DitShape {
+    /// A Wan 2.2 A14B expert: 14.056 B parameters in 40 blocks of width 5120 (research §2.2).
+    pub const A14B: DitShape = DitShape {
+        block_params: 14.056e9,
+        layers: 40,
+        dim: 5120,
+    };
+    /// Wan 2.2 TI2V-5B: 4.910 B parameters in 30 blocks of width 3072.
+    pub const TI2V_5B: DitShape = DitShape {
+        block_params: 4.910e9,
+        layers: 30,
+        dim: 3072,
+    };
+}
+
 /// Text tokens every block cross-attends to (umT5, padded).
 const TEXT_TOKENS: f64 = 512.0;
 
@@ -181,11 +196,7 @@ pub fn run_time(
 mod tests {
     use super::*;
 
-    const A14B: DitShape = DitShape {
-        block_params: 14.056e9,
-        layers: 40,
-        dim: 5120,
-    };
+    const A14B: DitShape = DitShape::A14B;
 
     #[test]
     fn flops_match_the_research_table() {

@@ -25,16 +25,6 @@ pub struct ModelFacts {
 const DEFAULT_EXPERT_BYTES: f64 = 13_629.08 * MIB;
 /// umt5_xxl_fp8_e4m3fn_scaled, as Hugging Face lists it (6.74 GB; the embedding stays 16-bit).
 const UMT5_FP8_SCALED_BYTES: f64 = 6.74e9;
-const A14B: DitShape = DitShape {
-    block_params: 14.056e9,
-    layers: 40,
-    dim: 5120,
-};
-const TI2V_5B: DitShape = DitShape {
-    block_params: 4.910e9,
-    layers: 30,
-    dim: 3072,
-};
 
 /// The workload and the frame count the workflow has, with warnings about what was assumed.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +89,11 @@ pub fn from_inspection(
             }
         }
     }
-    let dit = dit.unwrap_or(if is_5b { TI2V_5B } else { A14B });
+    let dit = dit.unwrap_or(if is_5b {
+        DitShape::TI2V_5B
+    } else {
+        DitShape::A14B
+    });
 
     // Steps each expert runs: a two-pass graph has a sampler per expert; one sampler for two
     // experts (WanMoeKSampler) splits its steps.
