@@ -339,6 +339,8 @@ pub struct PlanOptions {
     /// The server runs with --use-split-cross-attention or --use-quad-cross-attention.
     pub split_attention: bool,
     pub json: bool,
+    /// A ComfyUI install folder: model files found there are sized from their headers.
+    pub comfyui_dir: Option<std::path::PathBuf>,
 }
 
 /// Frame counts `plan` shows when none are given: the workflow's own and a ladder around it.
@@ -374,9 +376,20 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
             "{e}; name the card with --gpu NAME or its memory with --vram GB"
         ))
     })?;
+    let sized = size_models(
+        &inspection,
+        options.comfyui_dir.as_deref(),
+        facts.has_fp8_compute,
+    )?;
     let workflow = from_inspection(
         &inspection,
-        |file| crate::budget::catalogue_facts(file, facts.has_fp8_compute),
+        |file| {
+            sized
+                .from_header
+                .get(file)
+                .copied()
+                .or_else(|| crate::budget::catalogue_facts(file, facts.has_fp8_compute))
+        },
         options.size,
     )
     .map_err(|e| Failure::in_file(path, e))?;
@@ -386,7 +399,8 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
     } else {
         Platform::Linux
     };
-    let mut assumptions = workflow.assumptions.clone();
+    let mut assumptions = sized.notes;
+    assumptions.extend(workflow.assumptions.iter().cloned());
     let free_bytes = match (options.free_vram_gib, facts.free_bytes) {
         (Some(gib), _) => gib * GIB,
         (None, Some(free)) => free as f64,
@@ -655,4 +669,91 @@ fn plan_summary(report: &Value) -> String {
             .into(),
     );
     lines.join("\n")
+}
+
+/// Model facts read from files on disk for `plan`, and what to tell the user about them.
+struct SizedModels {
+    /// By the name the workflow uses, for the files whose header was read.
+    from_header: std::collections::HashMap<String, crate::budget::workload::ModelFacts>,
+    /// Which models were sized from their headers and which from their names only.
+    notes: Vec<String>,
+}
+
+/// Finds the workflow's active models (the ones `plan` sizes) in the ComfyUI folder and reads
+/// their headers; the others are left to the catalogue. A folder that cannot be read, or an
+/// `extra_model_paths.yaml` that cannot, is an error; a model file that cannot is a note.
+fn size_models(
+    inspection: &recognise::Inspection,
+    comfyui_dir: Option<&Path>,
+    has_fp8_compute: bool,
+) -> Result<SizedModels, Failure> {
+    use crate::comfy::models::{ModelFolder, ModelFolders, read_header};
+    use recognise::ModelRole;
+
+    let folders = comfyui_dir
+        .map(ModelFolders::locate)
+        .transpose()
+        .map_err(|e| Failure::new(e.to_string()))?;
+    let mut sized = SizedModels {
+        from_header: Default::default(),
+        notes: Vec::new(),
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut by_name: Vec<&str> = Vec::new();
+    let mut by_header: Vec<&str> = Vec::new();
+    let sized_roles = inspection
+        .models
+        .iter()
+        .filter(|m| m.active && !matches!(m.role, ModelRole::Lora | ModelRole::ClipVision));
+    for model in sized_roles {
+        let file = model.file.as_str();
+        if seen.contains(&file) {
+            continue;
+        }
+        seen.push(file);
+        let found = folders
+            .as_ref()
+            .and_then(|f| f.find(file, ModelFolder::for_loader(&model.class_type)));
+        let Some(found) = found else {
+            by_name.push(file);
+            continue;
+        };
+        match read_header(&found) {
+            Ok(header) => {
+                if header.is_truncated() {
+                    sized.notes.push(format!(
+                        "{}: shorter than its header says; ComfyUI will fail to load it until it is downloaded again",
+                        found.display()
+                    ));
+                }
+                let info = crate::budget::catalogue::recognise(file);
+                let facts =
+                    crate::budget::header_facts(&header.header, info.as_ref(), has_fp8_compute);
+                sized.from_header.insert(file.to_string(), facts);
+                by_header.push(file);
+            }
+            Err(e) => {
+                sized
+                    .notes
+                    .push(format!("{e}; sized from its name instead"));
+            }
+        }
+    }
+    if !by_header.is_empty() {
+        sized.notes.push(format!(
+            "sized from their file headers: {}",
+            by_header.join(", ")
+        ));
+    }
+    if !by_name.is_empty() {
+        let why = match comfyui_dir {
+            Some(dir) => format!("not found under {}", dir.display()),
+            None => "no ComfyUI folder given: --comfyui DIR reads their headers".to_string(),
+        };
+        sized.notes.push(format!(
+            "sized from their names only ({why}): {}",
+            by_name.join(", ")
+        ));
+    }
+    Ok(sized)
 }

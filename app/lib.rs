@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod cli;
+pub mod comfy;
 pub mod gpu;
 pub mod policy;
 pub mod runs;

@@ -97,6 +97,11 @@ enum Command {
         json: bool,
         #[arg(long, value_name = "FILE")]
         object_info: Option<PathBuf>,
+        /// ComfyUI's install folder: the workflow's model files found there (models/…, and the
+        /// folders of its extra_model_paths.yaml) are sized from their headers
+        /// [default: $WAN_PILOT_COMFYUI_DIR when set].
+        #[arg(long, value_name = "DIR")]
+        comfyui: Option<PathBuf>,
     },
     /// A real generation, headless, with progress lines.
     Run {
@@ -149,7 +154,13 @@ fn main() -> ExitCode {
             split_attention,
             json,
             object_info,
+            comfyui,
         }) => {
+            let comfyui_dir = comfyui.or_else(|| {
+                std::env::var_os("WAN_PILOT_COMFYUI_DIR")
+                    .filter(|dir| !dir.is_empty())
+                    .map(PathBuf::from)
+            });
             let options = cli::PlanOptions {
                 gpu,
                 vram_gib: vram,
@@ -162,6 +173,7 @@ fn main() -> ExitCode {
                 old_torch,
                 split_attention,
                 json,
+                comfyui_dir,
             };
             cli::plan(&file, &options, object_info.as_deref())
         }
