@@ -256,7 +256,7 @@ pub fn project(
         .filter(|p| p.peak_bytes > card.free_bytes)
         .map(|p| {
             format!(
-                "{} would need {:.1} GB of {:.1} GB free: ComfyUI then works in tiles, which is slower",
+                "{} would need {:.1} GiB of {:.1} GiB free: ComfyUI then works in tiles, which is slower",
                 match p.phase {
                     PhaseName::ImageEncode => "the image encode",
                     _ => "the VAE decode",
@@ -352,12 +352,12 @@ fn mode_projection(
     if spare_bytes < settings.margin_bytes {
         blockers.push(if spare_bytes < 0.0 {
             format!(
-                "its peak is {:.1} GB over the free memory",
+                "its peak is {:.1} GiB over the free memory",
                 -spare_bytes / GIB
             )
         } else {
             format!(
-                "it would leave {:.1} GB, under the {:.1} GB margin",
+                "it would leave {:.1} GiB, under the {:.1} GiB margin",
                 spare_bytes / GIB,
                 settings.margin_bytes / GIB
             )

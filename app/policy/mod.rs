@@ -60,14 +60,14 @@ pub fn choose(projection: &FrameProjection) -> Choice {
     let frames = projection.frames;
     let summary = if chosen.fits {
         format!(
-            "{frames} frames: {} fits with {:.1} GB spare, about {:.0} s",
+            "{frames} frames: {} fits with {:.1} GiB spare, about {:.0} s",
             chosen.mode,
             chosen.spare_bytes / GB,
             chosen.time.total_s
         )
     } else {
         format!(
-            "{frames} frames: nothing fits; {} needs the least memory ({:.1} GB short) — fewer frames or a smaller size would fit",
+            "{frames} frames: nothing fits; {} needs the least memory ({:.1} GiB short) — fewer frames or a smaller size would fit",
             chosen.mode,
             (-chosen.spare_bytes).max(0.0) / GB
         )
@@ -76,16 +76,21 @@ pub fn choose(projection: &FrameProjection) -> Choice {
         .modes
         .iter()
         .map(|m| {
+            let compiling = if m.time.compile_s > 0.0 {
+                format!(", {:.0} s of it compiling (a new size)", m.time.compile_s)
+            } else {
+                String::new()
+            };
             if m.mode == chosen.mode {
                 format!(
-                    "{}: chosen — {:.1} GB spare, about {:.0} s",
+                    "{}: chosen — {:.1} GiB spare, about {:.0} s{compiling}",
                     m.mode,
                     m.spare_bytes / GB,
                     m.time.total_s
                 )
             } else if m.fits {
                 format!(
-                    "{}: fits ({:.1} GB spare) but slower, about {:.0} s",
+                    "{}: fits ({:.1} GiB spare) but slower, about {:.0} s{compiling}",
                     m.mode,
                     m.spare_bytes / GB,
                     m.time.total_s
