@@ -4,5 +4,7 @@
 //! - [`models`]: the folders ComfyUI searches for each loader (`models/…` and
 //!   `extra_model_paths.yaml`), a model file found by the name a loader node uses, and its
 //!   safetensors or GGUF header read without the weights.
+//! - [`protocol`]: what the server says over HTTP and its websocket, as types (pure).
 
 pub mod models;
+pub mod protocol;
