@@ -14,9 +14,14 @@ fn shared(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Runs the binary with an empty data folder of its own, so a developer's calibration never
+/// changes what the tests see.
 fn wan_pilot(args: &[&str]) -> Output {
+    let data = std::env::temp_dir().join(format!("wan-pilot-cli-data-{}", std::process::id()));
     Command::new(env!("CARGO_BIN_EXE_wan-pilot"))
         .args(args)
+        .env("WAN_PILOT_DATA_DIR", data)
+        .env_remove("WAN_PILOT_COMFYUI_DIR")
         .output()
         .expect("run wan-pilot")
 }
