@@ -807,28 +807,17 @@ fn resident_layout(kind: ModelKind, precision: Precision, has_fp8_compute: bool)
                     Layout::uniform(B2)
                 }
             }
-            // Scaled formats load as quantized layers: linears stay 1 byte with an fp32 scale
-            // (`weight_scale`, counted by module_size); everything else in the compute dtype.
-            Precision::Fp8 { scaling, .. } => Layout {
-                block_linear: BlockWidths::Uniform(B1),
-                outer_linear: if scaling == Fp8Scaling::Kijai { B2 } else { B1 },
+            // Scaled formats load as quantized layers as stored, each linear with an fp32 scale
+            // (`weight_scale`, counted by module_size, even where the file keeps it 16-bit).
+            Precision::Fp8 { .. } => Layout {
                 scale_bytes_per_linear: 4,
-                outer_scaled: scaling == Fp8Scaling::Comfy,
-                ..Layout::uniform(B2)
+                ..file_layout(kind, precision)
             },
-            Precision::Int8 => Layout {
-                block_linear: BlockWidths::Uniform(B1),
-                outer_linear: B1,
-                scale_bytes_per_linear: 4,
-                outer_scaled: true,
-                ..Layout::uniform(B2)
-            },
-            Precision::Nvfp4 => Layout {
-                block_linear: BlockWidths::Uniform(Width::Nvfp4),
-                ..Layout::uniform(B2)
-            },
-            // ComfyUI-GGUF keeps every tensor as stored and dequantizes per forward.
-            Precision::Gguf { .. } => file_layout(kind, precision),
+            // int8 and nvfp4 as stored; ComfyUI-GGUF keeps every tensor as stored and
+            // dequantizes per forward.
+            Precision::Int8 | Precision::Nvfp4 | Precision::Gguf { .. } => {
+                file_layout(kind, precision)
+            }
         },
     }
 }
