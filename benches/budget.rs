@@ -2,7 +2,8 @@
 //! repeats on every frame (target: under 50 µs), and the safe-length scan for the slider's zones.
 //! `cargo bench --bench budget`.
 
-use std::time::Instant;
+#[path = "support/timing.rs"]
+mod timing;
 
 use wan_pilot::budget::comfyui::WanVae;
 use wan_pilot::budget::physical::{Coefficients, DitSize, TorchGeneration};
@@ -11,20 +12,6 @@ use wan_pilot::budget::time::{DitShape, TimeCoefficients, fp16_tensor_tflops};
 use wan_pilot::policy::{choose, largest_safe_frames};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
-
-fn median_ns(rounds: usize, batch: usize, mut f: impl FnMut()) -> f64 {
-    let mut samples: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..batch {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / batch as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 fn main() {
     // The research's 5090 case: I2V A14B fp8, 832×1216, --reserve-vram 4.
@@ -59,7 +46,7 @@ fn main() {
         Coefficients::prior(DitSize::B14, TorchGeneration::FusedRmsNorm, WanVae::V21);
     let timing = TimeCoefficients::prior(card.fp16_tflops);
 
-    let ns = median_ns(50, 2000, || {
+    let ns = timing::median_ns(50, 2000, || {
         let projection = project(&card, &workload, &settings, &coefficients, &timing, 61);
         std::hint::black_box(choose(&projection));
     });
@@ -68,7 +55,7 @@ fn main() {
         ns / 1000.0
     );
 
-    let ns = median_ns(20, 20, || {
+    let ns = timing::median_ns(20, 20, || {
         std::hint::black_box(largest_safe_frames(241, |frames| {
             project(&card, &workload, &settings, &coefficients, &timing, frames)
         }));

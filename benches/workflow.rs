@@ -1,8 +1,10 @@
 //! Benchmark: load + inspect, and load + convert, on the largest workflows of the corpus.
 //! `cargo bench --bench workflow` prints the time per operation (median of many runs).
 
+#[path = "support/timing.rs"]
+mod timing;
+
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use wan_pilot::workflow::convert::{ConvertOptions, flat_to_api, ui_to_api};
 use wan_pilot::workflow::embedded;
@@ -29,24 +31,6 @@ fn corpus() -> Vec<PathBuf> {
     files
 }
 
-/// Median nanoseconds per call over `rounds` rounds of `batch` calls.
-fn measure(rounds: usize, batch: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..batch {
-        f();
-    }
-    let mut samples: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..batch {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / batch as f64
-        })
-        .collect();
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
-
 fn main() {
     let defs = NodeDefs::bundled();
     let files = corpus();
@@ -56,7 +40,7 @@ fn main() {
     };
     let bytes = std::fs::read(largest).expect("read the largest workflow");
     let name = largest.file_name().unwrap_or_default().to_string_lossy();
-    let ns = measure(30, 20, || {
+    let ns = timing::median_ns(30, 20, || {
         let loaded = load(&bytes).expect("loads");
         std::hint::black_box(recognise::inspect(&loaded, defs).expect("inspects"));
     });
@@ -68,7 +52,7 @@ fn main() {
 
     // Conversion's work on the largest file, which names custom node types the bundled
     // definitions lack (with a server that has them, this is what convert does).
-    let ns = measure(30, 20, || {
+    let ns = timing::median_ns(30, 20, || {
         let loaded = load(&bytes).expect("loads");
         let ui = loaded.ui.expect("ui");
         let flat = flatten(&ui, defs, Strictness::Inspect).expect("flattens");
@@ -89,7 +73,7 @@ fn main() {
             continue;
         }
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let ns = measure(30, 20, || {
+        let ns = timing::median_ns(30, 20, || {
             let loaded = load(&bytes).expect("loads");
             let ui = loaded.ui.expect("ui");
             std::hint::black_box(
@@ -118,7 +102,7 @@ fn main() {
         big.extend_from_slice(b"free");
         big.resize(big.len() + padding, 0);
         big.extend_from_slice(&video[ftyp_len..]);
-        let ns = measure(30, 20, || {
+        let ns = timing::median_ns(30, 20, || {
             std::hint::black_box(embedded::extract(&big).expect("reads the metadata"));
         });
         println!(
