@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::runs::plan::{MAX_PLANNED_FRAMES, PlanError, PlanRequest, Planner};
 use crate::workflow::api::ApiPrompt;
 use crate::workflow::convert::{ConvertOptions, flat_to_api, repair_for_server};
 use crate::workflow::edit::{self, CompileMode, Edits};
@@ -78,6 +79,18 @@ pub fn parse_compile_mode(text: &str) -> Result<CompileMode, String> {
             all.join(", ")
         )
     })
+}
+
+/// `--compile` of `run`: a mode, "auto" or "as-written".
+pub fn parse_compile_choice(text: &str) -> Result<crate::runs::run::CompileChoice, Failure> {
+    use crate::runs::run::CompileChoice;
+    match text {
+        "auto" => Ok(CompileChoice::Auto),
+        "as-written" => Ok(CompileChoice::AsWritten),
+        other => parse_compile_mode(other)
+            .map(CompileChoice::Mode)
+            .map_err(|e| Failure::new(format!("{e}, auto or as-written"))),
+    }
 }
 
 fn read_input(path: &Path) -> Result<Vec<u8>, Failure> {
@@ -327,155 +340,41 @@ mod tests {
 /// Options of `wan-pilot plan`.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
-    pub gpu: Option<String>,
-    pub vram_gib: Option<f64>,
-    pub free_vram_gib: Option<f64>,
+    pub request: PlanRequest,
     pub frames: Option<Vec<u32>>,
-    pub reserve_gib: Option<f64>,
-    pub margin_gib: f64,
-    pub size: Option<(u32, u32)>,
-    pub windows: bool,
-    pub old_torch: bool,
-    /// The server runs with --use-split-cross-attention or --use-quad-cross-attention.
-    pub split_attention: bool,
     pub json: bool,
-    /// A ComfyUI install folder: model files found there are sized from their headers.
-    pub comfyui_dir: Option<std::path::PathBuf>,
 }
 
 /// Frame counts `plan` shows when none are given: the workflow's own and a ladder around it.
 const DEFAULT_FRAMES: [u32; 10] = [17, 33, 49, 61, 81, 97, 121, 145, 161, 201];
 
-/// The longest clip the safe-length scan looks at (about 15 s at 16 fps).
-const MAX_PLANNED_FRAMES: u32 = 241;
-
 pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> Result<(), Failure> {
-    use crate::budget::comfyui::{AttentionEstimate, Platform, reserve_bytes};
-    use crate::budget::physical::{Coefficients, DitSize, TorchGeneration};
-    use crate::budget::projection::{Card, Settings, project};
-    use crate::budget::time::{TimeCoefficients, fp16_tensor_tflops};
-    use crate::budget::workload::from_inspection;
-    use crate::gpu::facts::{FactInputs, card_facts};
-    use crate::policy::{baseline_rule, choose};
-
     let defs = node_defs(object_info)?;
     let loaded = load_file(path)?;
     let inspection = recognise::inspect(&loaded, &defs).map_err(|e| Failure::in_file(path, e))?;
-
+    let request = &options.request;
     // The card: what the user named, else what NVML sees.
-    let probe = (options.gpu.is_none() && options.vram_gib.is_none()).then(crate::gpu::nvml::probe);
-    let facts = card_facts(&FactInputs {
-        probe: probe.as_ref(),
-        device_index: 0,
-        server_devices: None,
-        picked_card: options.gpu.as_deref(),
-        user_total_bytes: options.vram_gib.map(|g| (g * GIB) as u64),
-    })
-    .map_err(|e| {
-        Failure::new(format!(
-            "{e}; name the card with --gpu NAME or its memory with --vram GB"
-        ))
-    })?;
-    let sized = size_models(
-        &inspection,
-        options.comfyui_dir.as_deref(),
-        facts.has_fp8_compute,
-    )?;
-    let workflow = from_inspection(
-        &inspection,
-        |file| {
-            sized
-                .from_header
-                .get(file)
-                .copied()
-                .or_else(|| crate::budget::catalogue_facts(file, facts.has_fp8_compute))
-        },
-        options.size,
-    )
-    .map_err(|e| Failure::in_file(path, e))?;
-    let total_bytes = facts.total_bytes as f64;
-    let platform = if options.windows {
-        Platform::Windows
-    } else {
-        Platform::Linux
-    };
-    let mut assumptions = sized.notes;
-    assumptions.extend(workflow.assumptions.iter().cloned());
-    let free_bytes = match (options.free_vram_gib, facts.free_bytes) {
-        (Some(gib), _) => gib * GIB,
-        (None, Some(free)) => free as f64,
-        (None, None) => {
-            // The desktop and driver keep some memory back even with nothing else running.
-            let desktop = if options.windows {
-                0.8 * GIB
-            } else {
-                0.3 * GIB
-            };
-            assumptions.push(format!(
-                "free memory not measured: {:.1} GiB assumed (total less {:.1} GiB for the desktop); give --free-vram GB",
-                (total_bytes - desktop) / GIB,
-                desktop / GIB
-            ));
-            total_bytes - desktop
-        }
-    };
-    let is_geforce = facts.table_card.unwrap_or(&facts.name).contains("GeForce")
-        || facts.name.contains("GeForce");
-    let bf16 = facts.bf16_dense_tflops.unwrap_or_else(|| {
-        assumptions.push("card speed unknown: an RTX 4090's assumed for the time estimate".into());
-        165.2
-    });
-    let card = Card {
-        total_bytes,
-        free_bytes,
-        fp16_tflops: fp16_tensor_tflops(bf16, is_geforce),
-    };
-    let settings = Settings {
-        reserve_bytes: reserve_bytes(platform, facts.total_bytes, options.reserve_gib),
-        margin_bytes: options.margin_gib * GIB,
-        attention: if options.split_attention {
-            AttentionEstimate::SplitOrQuad
-        } else {
-            AttentionEstimate::Efficient
-        },
-    };
-    let torch = if options.old_torch {
-        TorchGeneration::UnfusedRmsNorm
-    } else {
-        TorchGeneration::FusedRmsNorm
-    };
-    let workload = &workflow.workload;
-    let prior = (
-        Coefficients::prior(DitSize::of_dim(workload.dit.dim), torch, workload.vae),
-        TimeCoefficients::prior(card.fp16_tflops),
-    );
+    let probe = (request.gpu.is_none() && request.vram_gib.is_none()).then(crate::gpu::nvml::probe);
     // What earlier runs on this card taught; the priors where there were none.
+    let mut calibration_notes = Vec::new();
     let calibration = match crate::runs::store::load_calibration() {
         Ok(loaded) => {
             if let Some(set_aside) = &loaded.set_aside {
-                assumptions.push(format!("calibration file set aside: {set_aside:?}"));
+                calibration_notes.push(format!("calibration file set aside: {set_aside:?}"));
             }
             loaded.calibration
         }
         Err(e) => {
-            assumptions.push(format!("calibration not read ({e}); priors used"));
+            calibration_notes.push(format!("calibration not read ({e}); priors used"));
             Default::default()
         }
     };
-    let card_key = facts.table_card.unwrap_or(&facts.name).to_string();
-    let calibrated = calibration.apply(&card_key, &workload.family_key(), prior);
-    let coefficients = calibrated.coefficients;
-    let timing = calibrated.timing;
-    let project_at = |frames: u32| {
-        let mut projection = project(&card, workload, &settings, &coefficients, &timing, frames);
-        crate::policy::apply_caps(
-            &mut projection,
-            &calibrated,
-            workload.width,
-            workload.height,
-        );
-        projection
-    };
+    let mut planner =
+        Planner::new(&inspection, request, probe.as_ref(), &calibration).map_err(|e| match e {
+            PlanError::Workload(_) => Failure::in_file(path, e),
+            _ => Failure::new(e.to_string()),
+        })?;
+    planner.assumptions.extend(calibration_notes);
 
     let mut frame_counts: Vec<u32> = match &options.frames {
         Some(list) => list
@@ -485,64 +384,12 @@ pub fn plan(path: &Path, options: &PlanOptions, object_info: Option<&Path>) -> R
         None => DEFAULT_FRAMES
             .iter()
             .copied()
-            .chain(workflow.frames)
+            .chain(planner.workflow_frames)
             .collect(),
     };
     frame_counts.sort_unstable();
     frame_counts.dedup();
-
-    let rows: Vec<serde_json::Value> = frame_counts
-        .iter()
-        .map(|&frames| {
-            let projection = project_at(frames);
-            let choice = choose(&projection);
-            serde_json::json!({
-                "frames": frames,
-                "latent_frames": projection.latent_frames,
-                "tokens": projection.tokens,
-                "phases": projection.phases,
-                "modes": projection.modes,
-                "notes": projection.notes,
-                "choice": choice,
-                "baseline": baseline_rule(frames).as_str(),
-            })
-        })
-        .collect();
-    let report = serde_json::json!({
-        "file": path.display().to_string(),
-        "family": inspection.family.as_str(),
-        "workflow_frames": workflow.frames,
-        "width": workload.width,
-        "height": workload.height,
-        "experts": workload.experts.iter().map(|e| serde_json::json!({"bytes": e.bytes, "steps": e.steps})).collect::<Vec<_>>(),
-        "uses_cfg": workload.uses_cfg,
-        "card": {
-            "name": facts.name,
-            "source": facts.source,
-            "total_bytes": total_bytes,
-            "free_bytes": free_bytes,
-            "fp16_tflops": card.fp16_tflops,
-        },
-        "settings": {
-            "platform": if options.windows { "windows" } else { "linux" },
-            "reserve_bytes": settings.reserve_bytes,
-            "margin_bytes": settings.margin_bytes,
-            "torch": if options.old_torch { "2.7 or older" } else { "2.8 or newer" },
-            "attention": if options.split_attention { "split or quad cross-attention" } else { "SDPA / flash / xformers / Sage" },
-        },
-        "coefficients": {
-            "prior": {"memory": prior.0, "time": prior.1},
-            "planned_with": {"memory": coefficients, "time": timing},
-            "sources": calibrated.sources,
-            "calibration_notes": calibrated.notes,
-        },
-        "safe_frames": crate::policy::largest_safe_frames(MAX_PLANNED_FRAMES, &project_at)
-            .into_iter()
-            .map(|(mode, frames)| (mode.to_string(), serde_json::json!(frames)))
-            .collect::<serde_json::Map<String, Value>>(),
-        "assumptions": assumptions,
-        "frames": rows,
-    });
+    let report = planner.report(path, &frame_counts);
     let text = if options.json {
         serde_json::to_string_pretty(&report).map_err(|e| Failure::new(e.to_string()))?
     } else {
@@ -671,89 +518,303 @@ fn plan_summary(report: &Value) -> String {
     lines.join("\n")
 }
 
-/// Model facts read from files on disk for `plan`, and what to tell the user about them.
-struct SizedModels {
-    /// By the name the workflow uses, for the files whose header was read.
-    from_header: std::collections::HashMap<String, crate::budget::workload::ModelFacts>,
-    /// Which models were sized from their headers and which from their names only.
-    notes: Vec<String>,
+/// Options of `wan-pilot run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub file: std::path::PathBuf,
+    pub frames: Option<u32>,
+    pub size: Option<(u32, u32)>,
+    pub seed: Option<u64>,
+    pub prompt: Option<String>,
+    pub compile: crate::runs::run::CompileChoice,
+    /// The ComfyUI folder to start (else the usual places are searched).
+    pub comfyui_dir: Option<std::path::PathBuf>,
+    /// A server the user runs; used as it is, never started or stopped.
+    pub server_url: Option<String>,
+    pub out_dir: Option<std::path::PathBuf>,
+    pub retry_on_oom: bool,
+    /// Arguments added to the server's command line (when it accepts them).
+    pub server_args: Vec<String>,
+    /// The port tried first for a server wan-pilot starts.
+    pub port: u16,
+    /// The card and settings, as for `plan`.
+    pub request: PlanRequest,
 }
 
-/// Finds the workflow's active models (the ones `plan` sizes) in the ComfyUI folder and reads
-/// their headers; the others are left to the catalogue. A folder that cannot be read, or an
-/// `extra_model_paths.yaml` that cannot, is an error; a model file that cannot is a note.
-fn size_models(
-    inspection: &recognise::Inspection,
-    comfyui_dir: Option<&Path>,
-    has_fp8_compute: bool,
-) -> Result<SizedModels, Failure> {
-    use crate::comfy::models::{ModelFolder, ModelFolders, read_header};
-    use recognise::ModelRole;
+/// `wan-pilot run`: a real generation with progress lines on stderr; the output paths on stdout.
+pub fn run(options: &RunOptions) -> Result<(), Failure> {
+    let loaded = load_file(&options.file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(format!("cannot start the async runtime: {e}")))?;
+    let outputs = runtime.block_on(run_async(options, &loaded))?;
+    let mut text = String::new();
+    for path in outputs {
+        text.push_str(&path.display().to_string());
+        text.push('\n');
+    }
+    print_out(&text)
+}
 
-    let folders = comfyui_dir
-        .map(ModelFolders::locate)
-        .transpose()
-        .map_err(|e| Failure::new(e.to_string()))?;
-    let mut sized = SizedModels {
-        from_header: Default::default(),
-        notes: Vec::new(),
+async fn run_async(
+    options: &RunOptions,
+    loaded: &LoadedWorkflow,
+) -> Result<Vec<std::path::PathBuf>, Failure> {
+    use crate::comfy::server::{
+        AttachedServer, ManagedServer, ServerDirs, ServerSettings, find_leftovers,
     };
-    let mut seen: Vec<&str> = Vec::new();
-    let mut by_name: Vec<&str> = Vec::new();
-    let mut by_header: Vec<&str> = Vec::new();
-    let sized_roles = inspection
-        .models
-        .iter()
-        .filter(|m| m.active && !matches!(m.role, ModelRole::Lora | ModelRole::ClipVision));
-    for model in sized_roles {
-        let file = model.file.as_str();
-        if seen.contains(&file) {
-            continue;
+    use crate::runs::run::{RunSpec, RunTarget};
+
+    let say = |line: &str| eprintln!("wan-pilot: {line}");
+    let timings = crate::comfy::server::ServerTimings::default();
+    let data_dir = crate::runs::store::data_dir().map_err(|e| Failure::new(e.to_string()))?;
+    let out_dir = options
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("runs"));
+
+    // Plan before a launch: CUDA-graph modes need a launch flag.
+    let planner = plan_for_run(options, loaded, None);
+    let spec = RunSpec {
+        workflow_file: options.file.clone(),
+        frames: options.frames,
+        size: options.size,
+        seed: options.seed,
+        prompt: options.prompt.clone(),
+        compile: options.compile,
+        out_dir,
+        retry_on_oom: options.retry_on_oom,
+        max_attempts: 6,
+    };
+    let sampler = crate::gpu::sampler::Sampler::start(0, 2, std::sync::mpsc::channel().0).ok();
+
+    let (mut managed, attached) = match &options.server_url {
+        Some(url) => {
+            let server = AttachedServer::attach(url)
+                .await
+                .map_err(|e| Failure::new(e.to_string()))?;
+            say(&format!(
+                "using the server at {} (ComfyUI {})",
+                server.url(),
+                server
+                    .comfyui_version
+                    .as_deref()
+                    .unwrap_or("of unknown version")
+            ));
+            (None, Some(server))
         }
-        seen.push(file);
-        let found = folders
-            .as_ref()
-            .and_then(|f| f.find(file, ModelFolder::for_loader(&model.class_type)));
-        let Some(found) = found else {
-            by_name.push(file);
-            continue;
-        };
-        match read_header(&found) {
-            Ok(header) => {
-                if header.is_truncated() {
-                    sized.notes.push(format!(
-                        "{}: shorter than its header says; ComfyUI will fail to load it until it is downloaded again",
-                        found.display()
-                    ));
+        None => {
+            let install = crate::comfy::install::discover(options.comfyui_dir.as_deref())
+                .map_err(Failure::new)?;
+            let flags = {
+                let install = install.clone();
+                tokio::task::spawn_blocking(move || crate::comfy::install::read_help(&install))
+                    .await
+                    .map_err(|e| Failure::new(e.to_string()))?
+                    .map_err(|e| Failure::new(e.to_string()))?
+            };
+            let dirs = ServerDirs::in_data_dir(&data_dir);
+            for leftover in find_leftovers(&dirs.locks) {
+                say(&format!(
+                    "stopping a server an earlier wan-pilot left running (pid {}, port {})",
+                    leftover.record.server_pid, leftover.record.port
+                ));
+                leftover.stop(std::time::Duration::from_secs(10)).await;
+            }
+            let launch_flags = planner
+                .as_ref()
+                .ok()
+                .zip(options.frames)
+                .map(|(p, frames)| {
+                    p.choose_at(crate::workflow::edit::snap_frames(frames))
+                        .launch_flags
+                })
+                .unwrap_or_default();
+            let settings = ServerSettings {
+                disable_cuda_malloc: launch_flags.iter().any(|f| f == "--disable-cuda-malloc"),
+                reserve_vram_gib: options.request.reserve_gib,
+                extra_args: options.server_args.clone(),
+                preferred_port: options.port,
+                ..ServerSettings::default()
+            };
+            say(&format!("starting ComfyUI in {}", install.root.display()));
+            let (state, mut state_rx) =
+                tokio::sync::watch::channel(crate::comfy::server::ServerState::Stopped);
+            let phases = tokio::spawn(async move {
+                let mut last = None;
+                while state_rx.changed().await.is_ok() {
+                    let phase = match &*state_rx.borrow() {
+                        crate::comfy::server::ServerState::Starting { phase: Some(p), .. } => {
+                            Some(*p)
+                        }
+                        _ => None,
+                    };
+                    if phase.is_some() && phase != last {
+                        if let Some(p) = phase {
+                            eprintln!("wan-pilot: server: {}", p.label());
+                        }
+                        last = phase;
+                    }
                 }
-                let info = crate::budget::catalogue::recognise(file);
-                let facts =
-                    crate::budget::header_facts(&header.header, info.as_ref(), has_fp8_compute);
-                sized.from_header.insert(file.to_string(), facts);
-                by_header.push(file);
+            });
+            let started = std::time::Instant::now();
+            let server = ManagedServer::start(&install, &flags, &settings, &dirs, &state, None)
+                .await
+                .map_err(|e| {
+                    let mut message = e.to_string();
+                    if let Some(last) = e.last_lines().last() {
+                        message.push_str(&format!(" (last line: {last})"));
+                    }
+                    Failure::new(message)
+                })?;
+            phases.abort();
+            for flag in server.dropped_flags() {
+                say(&format!(
+                    "not passed to this ComfyUI (it does not accept it): {flag}"
+                ));
             }
-            Err(e) => {
-                sized
-                    .notes
-                    .push(format!("{e}; sized from its name instead"));
+            for note in server.notes() {
+                say(note);
+            }
+            say(&format!(
+                "server ready at {} after {:.1} s (log: {})",
+                server.url(),
+                started.elapsed().as_secs_f64(),
+                server
+                    .log_path()
+                    .map_or("not written".into(), |p| p.display().to_string())
+            ));
+            (Some(server), None)
+        }
+    };
+    let client = match (&managed, &attached) {
+        (Some(server), _) => server.client().clone(),
+        (None, Some(server)) => server.client().clone(),
+        (None, None) => return Err(Failure::new("no server")),
+    };
+    let planner = match planner {
+        Ok(planner) => Some(planner),
+        // NVML saw no card: the server's own devices may say more.
+        Err(_) => {
+            let devices = client.system_stats().await.ok().map(|s| s.devices);
+            match plan_for_run(options, loaded, devices) {
+                Ok(planner) => Some(planner),
+                Err(why) => {
+                    if options.compile == crate::runs::run::CompileChoice::Auto {
+                        say(&format!("not planned: {why}"));
+                    }
+                    None
+                }
             }
         }
+    };
+    let target = RunTarget {
+        client: &client,
+        server_exit: managed.as_ref().map(|s| s.exit_watch()),
+        sampler: sampler.as_ref(),
+        health_interval: timings.health_interval,
+        missed_probes: timings.missed_probes,
+    };
+    let mut printer = ProgressPrinter::default();
+    let mut show = |event: crate::runs::run::RunEvent| printer.show(&event);
+    let outcome = tokio::select! {
+        outcome = crate::runs::run::run(target, &spec, loaded, planner.as_ref(), &mut show) => outcome.map_err(|e| Failure::new(e.to_string())),
+        _ = tokio::signal::ctrl_c() => {
+            say("interrupted: stopping the run");
+            let _ = client.interrupt(None).await;
+            Err(Failure::new("interrupted by the user"))
+        }
+    };
+    if let Some(server) = managed.take() {
+        let report = server.stop().await;
+        if !report.is_clean() {
+            say(&format!(
+                "the server did not stop cleanly: port free {}, processes left {:?}",
+                report.port_free, report.leftover_pids
+            ));
+        }
     }
-    if !by_header.is_empty() {
-        sized.notes.push(format!(
-            "sized from their file headers: {}",
-            by_header.join(", ")
-        ));
-    }
-    if !by_name.is_empty() {
-        let why = match comfyui_dir {
-            Some(dir) => format!("not found under {}", dir.display()),
-            None => "no ComfyUI folder given: --comfyui DIR reads their headers".to_string(),
+    let summary = outcome?;
+    say(&format!(
+        "done in {:.1} s, {} attempt(s); record: {}",
+        summary.total.as_secs_f64(),
+        summary.attempts.len(),
+        summary.sidecar.display()
+    ));
+    Ok(summary.outputs)
+}
+
+/// The plan for a run, or why there is none (not a Wan workflow, no card known…).
+fn plan_for_run(
+    options: &RunOptions,
+    loaded: &LoadedWorkflow,
+    server_devices: Option<Vec<crate::gpu::server::ServerDevice>>,
+) -> Result<Planner, String> {
+    let inspection = recognise::inspect(loaded, NodeDefs::bundled()).map_err(|e| e.to_string())?;
+    let mut request = options.request.clone();
+    request.size = request.size.or(options.size);
+    let from_server = server_devices.is_some();
+    request.server_devices = server_devices;
+    let probe = (request.gpu.is_none() && request.vram_gib.is_none() && !from_server)
+        .then(crate::gpu::nvml::probe);
+    let calibration = crate::runs::store::load_calibration()
+        .map(|l| l.calibration)
+        .unwrap_or_default();
+    Planner::new(&inspection, &request, probe.as_ref(), &calibration).map_err(|e| e.to_string())
+}
+
+/// Prints a run's events as lines on stderr, one per stage or step change.
+#[derive(Default)]
+struct ProgressPrinter {
+    last: String,
+}
+
+impl ProgressPrinter {
+    fn show(&mut self, event: &crate::runs::run::RunEvent) {
+        use crate::runs::run::RunEvent;
+        let line = match event {
+            RunEvent::Note(text) => text.clone(),
+            RunEvent::Planned { mode, summary } => {
+                format!("compile mode {}: {summary}", mode.as_str())
+            }
+            RunEvent::Submitted {
+                attempt,
+                prompt_id,
+                rung,
+            } => match rung {
+                Some(rung) => format!(
+                    "attempt {attempt}: submitted {prompt_id} ({} frames, compile {})",
+                    rung.frames,
+                    rung.mode.as_str()
+                ),
+                None => format!("attempt {attempt}: submitted {prompt_id}"),
+            },
+            RunEvent::Progress(progress) => progress.line(),
+            RunEvent::Connection { lost: true, detail } => {
+                format!("lost the server's websocket ({detail}); reconnecting")
+            }
+            RunEvent::Connection { lost: false, .. } => "websocket reconnected".to_string(),
+            RunEvent::OutOfMemory {
+                attempt,
+                message,
+                next,
+            } => match next {
+                Some(next) => format!(
+                    "attempt {attempt} ran out of GPU memory ({message}); freeing memory and retrying with compile {} at {} frames",
+                    next.mode.as_str(),
+                    next.frames
+                ),
+                None => {
+                    format!("attempt {attempt} ran out of GPU memory ({message}); no retry left")
+                }
+            },
+            RunEvent::Saved(path) => format!("saved {}", path.display()),
         };
-        sized.notes.push(format!(
-            "sized from their names only ({why}): {}",
-            by_name.join(", ")
-        ));
+        if line != self.last {
+            eprintln!("wan-pilot: {line}");
+            self.last = line;
+        }
     }
-    Ok(sized)
 }

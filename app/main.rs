@@ -103,10 +103,57 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         comfyui: Option<PathBuf>,
     },
-    /// A real generation, headless, with progress lines.
+    /// A real generation, headless: starts ComfyUI (or uses a running one), picks the compile
+    /// mode, runs with progress lines on stderr, retries on out-of-memory, and prints the paths
+    /// of the outputs it saved.
     Run {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-        args: Vec<String>,
+        /// Any ComfyUI workflow (UI or API JSON, or a file that carries one).
+        file: PathBuf,
+        /// Frame count; snapped to 4n+1.
+        #[arg(long, value_name = "N")]
+        frames: Option<u32>,
+        /// ComfyUI's folder to start [default: $WAN_PILOT_COMFYUI_DIR, else the usual places].
+        #[arg(long, value_name = "DIR", conflicts_with = "server")]
+        comfyui: Option<PathBuf>,
+        /// A ComfyUI server that already runs, used as it is (never stopped by wan-pilot).
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// Where finished runs go, one folder each [default: the app data folder's runs/].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// torch.compile mode, "auto" (the budget's choice) or "as-written".
+        #[arg(long, value_name = "MODE", default_value = "auto")]
+        compile: String,
+        /// Size as WxH; snapped to the model's multiple.
+        #[arg(long, value_name = "WxH", value_parser = cli::parse_size)]
+        size: Option<(u32, u32)>,
+        #[arg(long, value_name = "S")]
+        seed: Option<u64>,
+        /// The positive prompt text.
+        #[arg(long, value_name = "TEXT")]
+        prompt: Option<String>,
+        /// Do not retry on the next rung after running out of GPU memory.
+        #[arg(long)]
+        no_retry: bool,
+        /// The card, by name, instead of the one NVML finds.
+        #[arg(long, value_name = "NAME", conflicts_with = "vram")]
+        gpu: Option<String>,
+        /// The card's memory in GiB, instead of the one NVML finds.
+        #[arg(long, value_name = "GB")]
+        vram: Option<f64>,
+        /// ComfyUI's --reserve-vram in GiB.
+        #[arg(long, value_name = "GB")]
+        reserve: Option<f64>,
+        /// Memory the chosen mode must leave free, in GiB.
+        #[arg(long, value_name = "GB", default_value_t = 2.0)]
+        margin: f64,
+        /// The port to start the server on; the next free one when it is busy.
+        #[arg(long, value_name = "PORT", default_value_t = 8188)]
+        port: u16,
+        /// An extra argument for the server's command line (repeatable); dropped when this
+        /// ComfyUI does not accept it.
+        #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
+        server_args: Vec<String>,
     },
 }
 
@@ -156,28 +203,68 @@ fn main() -> ExitCode {
             object_info,
             comfyui,
         }) => {
-            let comfyui_dir = comfyui.or_else(|| {
-                std::env::var_os("WAN_PILOT_COMFYUI_DIR")
-                    .filter(|dir| !dir.is_empty())
-                    .map(PathBuf::from)
-            });
+            let comfyui_dir = comfyui.or_else(comfyui_dir_from_env);
             let options = cli::PlanOptions {
-                gpu,
-                vram_gib: vram,
-                free_vram_gib: free_vram,
+                request: wan_pilot::runs::plan::PlanRequest {
+                    gpu,
+                    vram_gib: vram,
+                    free_vram_gib: free_vram,
+                    reserve_gib: reserve,
+                    margin_gib: margin,
+                    size,
+                    windows,
+                    old_torch,
+                    split_attention,
+                    comfyui_dir,
+                    server_devices: None,
+                },
                 frames,
-                reserve_gib: reserve,
-                margin_gib: margin,
-                size,
-                windows,
-                old_torch,
-                split_attention,
                 json,
-                comfyui_dir,
             };
             cli::plan(&file, &options, object_info.as_deref())
         }
-        Some(Command::Run { .. }) => cli::not_available("run", "issue 4"),
+        Some(Command::Run {
+            file,
+            frames,
+            comfyui,
+            server,
+            out,
+            compile,
+            size,
+            seed,
+            prompt,
+            no_retry,
+            gpu,
+            vram,
+            reserve,
+            margin,
+            port,
+            server_args,
+        }) => cli::parse_compile_choice(&compile).and_then(|compile| {
+            let options = cli::RunOptions {
+                file,
+                frames,
+                size,
+                seed,
+                prompt,
+                compile,
+                comfyui_dir: comfyui.or_else(comfyui_dir_from_env),
+                server_url: server,
+                out_dir: out,
+                retry_on_oom: !no_retry,
+                server_args,
+                port,
+                request: wan_pilot::runs::plan::PlanRequest {
+                    gpu,
+                    vram_gib: vram,
+                    reserve_gib: reserve,
+                    margin_gib: margin,
+                    size,
+                    ..Default::default()
+                },
+            };
+            cli::run(&options)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -186,4 +273,11 @@ fn main() -> ExitCode {
             ExitCode::from(failure.exit_code())
         }
     }
+}
+
+/// `$WAN_PILOT_COMFYUI_DIR`, when set and not empty.
+fn comfyui_dir_from_env() -> Option<PathBuf> {
+    std::env::var_os("WAN_PILOT_COMFYUI_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
 }

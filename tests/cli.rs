@@ -214,12 +214,41 @@ fn broken_graphs_are_refused_not_half_converted() {
 }
 
 #[test]
-fn later_subcommands_say_they_are_not_available() {
-    for args in [vec![], vec!["run", "x.json"]] {
-        let output = wan_pilot(&args);
-        assert_eq!(output.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&output.stderr).contains("not available yet"));
-    }
+fn the_window_says_it_is_not_available_yet() {
+    let output = wan_pilot(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not available yet"));
+}
+
+#[test]
+fn run_names_a_missing_workflow_file_before_starting_anything() {
+    let output = wan_pilot(&[
+        "run",
+        "no-such-workflow.json",
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("wan-pilot: no-such-workflow.json: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn run_says_when_the_server_url_does_not_answer() {
+    let workflow = shared("official_wan22_14B_t2v_flat.json");
+    let output = wan_pilot(&[
+        "run",
+        workflow.to_str().unwrap(),
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("127.0.0.1:9"), "{stderr}");
 }
 
 #[test]

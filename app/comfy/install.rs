@@ -205,6 +205,44 @@ pub fn read_small_file(path: &Path) -> Option<String> {
     (text.len() as u64 <= MAX_CONFIG_BYTES).then_some(text)
 }
 
+/// The first usable ComfyUI among the [`candidates`] of this machine (the configured folder
+/// first); when none validates, the configured folder's error, else a list of where we looked.
+pub fn discover(configured: Option<&Path>) -> Result<Install, String> {
+    let home = std::env::var_os(if Os::current() == Os::Windows {
+        "USERPROFILE"
+    } else {
+        "HOME"
+    })
+    .map(PathBuf::from)
+    .unwrap_or_default();
+    let found = candidates(
+        KnownFolders {
+            configured,
+            bundled: None,
+        },
+        &home,
+        |name| std::env::var(name).ok(),
+        Os::current(),
+        read_small_file,
+    );
+    let mut looked = Vec::new();
+    for candidate in &found {
+        match validate(&candidate.dir) {
+            Ok(install) => return Ok(install),
+            Err(e) if candidate.source == CandidateSource::Configured => return Err(e.to_string()),
+            Err(_) => looked.push(candidate.dir.display().to_string()),
+        }
+    }
+    Err(format!(
+        "no ComfyUI found (looked in {}); give its folder with --comfyui DIR or a running server with --server URL",
+        if looked.is_empty() {
+            "no known places".to_string()
+        } else {
+            looked.join(", ")
+        }
+    ))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Validation
 

@@ -190,6 +190,35 @@ pub fn largest_safe_frames(
     best
 }
 
+/// The settings of one retry after an out-of-memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rung {
+    pub mode: CompileMode,
+    pub frames: u32,
+}
+
+/// After an out-of-memory at `mode` and `frames`: the lower compile modes at the same length
+/// (the [`oom_ladder`]), then compile off at fewer frames — the longest length calibrated safe
+/// without compiling when that is shorter, else three quarters of the length (4n+1). Bounded by
+/// its construction: at most five rungs.
+pub fn retry_rungs(mode: CompileMode, frames: u32, safe_frames_off: Option<u32>) -> Vec<Rung> {
+    let mut rungs: Vec<Rung> = oom_ladder(mode)
+        .into_iter()
+        .map(|mode| Rung { mode, frames })
+        .collect();
+    let fewer = match safe_frames_off {
+        Some(safe) if safe < frames => safe,
+        _ => crate::workflow::edit::snap_frames(frames * 3 / 4),
+    };
+    if fewer < frames && fewer >= 1 {
+        rungs.push(Rung {
+            mode: CompileMode::Off,
+            frames: fewer,
+        });
+    }
+    rungs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +291,31 @@ mod tests {
     fn the_baseline_switches_at_49_frames() {
         assert_eq!(baseline_rule(49), CompileMode::ReduceOverhead);
         assert_eq!(baseline_rule(53), CompileMode::Off);
+    }
+
+    #[test]
+    fn retries_lower_modes_then_fewer_frames() {
+        let rungs = retry_rungs(CompileMode::ReduceOverhead, 81, Some(49));
+        let modes: Vec<(CompileMode, u32)> = rungs.iter().map(|r| (r.mode, r.frames)).collect();
+        assert_eq!(
+            modes,
+            vec![
+                (CompileMode::MaxAutotuneNoCudagraphs, 81),
+                (CompileMode::Default, 81),
+                (CompileMode::Off, 81),
+                (CompileMode::Off, 49),
+            ]
+        );
+        // Calibration thinks 81 is safe, yet it failed: three quarters, as 4n+1.
+        let last = retry_rungs(CompileMode::Off, 81, Some(121));
+        assert_eq!(
+            last,
+            vec![Rung {
+                mode: CompileMode::Off,
+                frames: 61
+            }]
+        );
+        // A single frame has nowhere lower to go.
+        assert!(retry_rungs(CompileMode::Off, 1, None).is_empty());
     }
 }

@@ -4,8 +4,14 @@
 //! Edits work on the flattened graph, which still knows where each value came from, so a frame
 //! count fed by a primitive or a maths chain changes everywhere it is used; the API prompt is
 //! produced from the edited graph.
+//!
+//! Compile nodes already in the graph take the mode; native model paths without one get
+//! KJNodes' `TorchCompileModelWanVideoV2` where the server has it, else wan-pilot's own
+//! `WanPilotTorchCompile` (its definition is carried here, so no server is needed to insert it).
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 use indexmap::IndexMap;
 use serde_json::{Value, json};
@@ -72,6 +78,89 @@ pub struct Edits {
 /// Id prefix of nodes wan-pilot inserts, so a later edit can find and remove them.
 pub const INSERTED_ID_PREFIX: &str = "wan-pilot-";
 
+/// Class of wan-pilot's own compile node (`assets/comfyui/wan_pilot_nodes`), which wan-pilot
+/// installs into every ComfyUI it starts: inserted where the server has no KJNodes compile node.
+pub const OWN_COMPILE_NODE: &str = "WanPilotTorchCompile";
+
+/// KJNodes compile nodes with a mode, preferred in this order when the server has them.
+const KJ_COMPILE_NODES: [&str; 2] = ["TorchCompileModelWanVideoV2", "TorchCompileModelAdvanced"];
+
+/// `/object_info` entries of wan-pilot's own nodes, recorded from a real ComfyUI with them
+/// installed; `assets/comfyui/test_compile.py` checks the node's inputs against it.
+const OWN_NODE_DEFS: &str = include_str!("../../assets/comfyui/object_info.json");
+
+/// Definitions of wan-pilot's own nodes, so graphs can use them without a server's answer.
+pub fn own_node_defs() -> &'static NodeDefs {
+    static DEFS: OnceLock<NodeDefs> = OnceLock::new();
+    DEFS.get_or_init(|| {
+        // Checked by a test; an empty set would make inserting our node report it unknown.
+        serde_json::from_str::<Value>(OWN_NODE_DEFS)
+            .ok()
+            .and_then(|v| NodeDefs::from_object_info(&v, "wan-pilot's own nodes").ok())
+            .unwrap_or_default()
+    })
+}
+
+/// The node classes the server offers (the keys of its `/object_info`); they decide which
+/// compile node goes on a native model path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ServerClasses {
+    /// Decided from the node definitions in use, as if they were the server's.
+    #[default]
+    Unknown,
+    /// Exactly these classes.
+    Known(BTreeSet<String>),
+}
+
+impl ServerClasses {
+    /// The classes of a server's `/object_info` reply (a map from class name to definition).
+    pub fn from_object_info(info: &Value) -> ServerClasses {
+        match info.as_object() {
+            Some(map) => ServerClasses::Known(map.keys().cloned().collect()),
+            None => ServerClasses::Unknown,
+        }
+    }
+
+    /// Known classes from a list of names (say, kept from an earlier `/object_info`).
+    pub fn from_names<I, S>(names: I) -> ServerClasses
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ServerClasses::Known(names.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether the server offers `class`; `None` when not known.
+    pub fn offers(&self, class: &str) -> Option<bool> {
+        match self {
+            ServerClasses::Unknown => None,
+            ServerClasses::Known(names) => Some(names.contains(class)),
+        }
+    }
+}
+
+/// The compile node inserted on native model paths: KJNodes' where the server has it, else
+/// wan-pilot's own. Unknown server classes go by `defs` (the bundled snapshot has KJNodes).
+pub fn native_compile_node(
+    defs: &NodeDefs,
+    server: &ServerClasses,
+) -> Result<&'static str, WorkflowError> {
+    if let Some(class) = KJ_COMPILE_NODES
+        .into_iter()
+        .find(|c| server.offers(c).unwrap_or(true) && defs.get(c).is_some())
+    {
+        return Ok(class);
+    }
+    if server.offers(OWN_COMPILE_NODE).unwrap_or(true) {
+        return Ok(OWN_COMPILE_NODE);
+    }
+    Err(WorkflowError::Edit(format!(
+        "the server offers no compile node with a mode: neither ComfyUI-KJNodes' \
+         TorchCompileModelWanVideoV2 nor wan-pilot's {OWN_COMPILE_NODE}, which wan-pilot installs \
+         into a ComfyUI it starts; install ComfyUI-KJNodes there, or let wan-pilot start the server"
+    )))
+}
+
 /// Frame counts Wan can decode exactly are 4n+1; this is the nearest one (ties go up).
 pub fn snap_frames(frames: u32) -> u32 {
     if frames <= 1 {
@@ -96,11 +185,23 @@ pub fn frame_input(node: &FlatNode) -> Option<&'static str> {
     recognise::frame_input_name(&node.class_type).filter(|name| node.inputs.contains_key(*name))
 }
 
-/// Applies the edits; returns what was done, in words, for the user.
+/// Applies the edits; returns what was done, in words, for the user. The compile node to insert
+/// is chosen from `defs` as if they were the server's ([`apply_for_server`] knows better).
 pub fn apply(
     flat: &mut FlatGraph,
     defs: &NodeDefs,
     edits: &Edits,
+) -> Result<Vec<String>, WorkflowError> {
+    apply_for_server(flat, defs, edits, &ServerClasses::Unknown)
+}
+
+/// [`apply`] for a server whose node classes are known: where it lacks the KJNodes compile
+/// nodes, wan-pilot's own is inserted.
+pub fn apply_for_server(
+    flat: &mut FlatGraph,
+    defs: &NodeDefs,
+    edits: &Edits,
+    server: &ServerClasses,
 ) -> Result<Vec<String>, WorkflowError> {
     let mut notes = Vec::new();
     if let Some(frames) = edits.frames {
@@ -116,7 +217,7 @@ pub fn apply(
         set_prompt(flat, text, &mut notes)?;
     }
     if let Some(mode) = edits.compile {
-        set_compile(flat, defs, mode, &mut notes)?;
+        set_compile(flat, defs, server, mode, &mut notes)?;
     }
     if let Some(prefix) = &edits.frame_tap_prefix {
         add_frame_tap(flat, defs, prefix, &mut notes)?;
@@ -396,6 +497,7 @@ const COMPILE_NODES_WITH_MODE: &[&str] = &[
     "TorchCompileModelWanVideoV2",
     "TorchCompileModelAdvanced",
     "WanVideoTorchCompileSettings",
+    OWN_COMPILE_NODE,
 ];
 
 /// Diffusion-model loaders of native graphs, whose MODEL path gets a compile node.
@@ -419,6 +521,7 @@ const LORA_LOADERS: &[&str] = &[
 fn set_compile(
     flat: &mut FlatGraph,
     defs: &NodeDefs,
+    server: &ServerClasses,
     mode: CompileMode,
     notes: &mut Vec<String>,
 ) -> Result<(), WorkflowError> {
@@ -468,7 +571,7 @@ fn set_compile(
         ));
     }
     compile_wrapper_loaders(flat, defs, mode, &existing, notes)?;
-    compile_native_paths(flat, defs, mode, notes)
+    compile_native_paths(flat, defs, server, mode, notes)
 }
 
 /// WanVideoWrapper: every model loader takes compile settings through `compile_args`.
@@ -525,6 +628,7 @@ fn compile_wrapper_loaders(
 fn compile_native_paths(
     flat: &mut FlatGraph,
     defs: &NodeDefs,
+    server: &ServerClasses,
     mode: CompileMode,
     notes: &mut Vec<String>,
 ) -> Result<(), WorkflowError> {
@@ -538,16 +642,16 @@ fn compile_native_paths(
     if uncompiled.is_empty() {
         return Ok(());
     }
-    let class = ["TorchCompileModelWanVideoV2", "TorchCompileModelAdvanced"]
-        .into_iter()
-        .find(|c| defs.get(c).is_some())
-        .ok_or_else(|| {
-            WorkflowError::Edit(
-                "the server offers no compile node with a mode (install ComfyUI-KJNodes, which provides \
-                 TorchCompileModelWanVideoV2)"
-                    .into(),
-            )
-        })?;
+    let class = native_compile_node(defs, server)?;
+    let mut values = vec![("mode", json!(mode.as_str()))];
+    if class == OWN_COMPILE_NODE {
+        // Blocks only: one compile serves every block, and it fails less than the whole model.
+        values.extend([
+            ("backend", json!("inductor")),
+            ("dynamic", json!("false")),
+            ("blocks_only", json!(true)),
+        ]);
+    }
     for loader in uncompiled {
         // Walk down the MODEL path past the LoRA loaders.
         let mut at = (loader.clone(), 0usize);
@@ -566,13 +670,7 @@ fn compile_native_paths(
         if users.is_empty() {
             continue;
         }
-        let id = insert_node(
-            flat,
-            defs,
-            class,
-            "compile",
-            &[("mode", json!(mode.as_str()))],
-        )?;
+        let id = insert_node(flat, defs, class, "compile", &values)?;
         if let Some(node) = flat.nodes.get_mut(&id) {
             node.inputs.insert(
                 "model".into(),
@@ -718,6 +816,7 @@ fn insert_node(
 ) -> Result<String, WorkflowError> {
     let def = defs
         .get(class)
+        .or_else(|| own_node_defs().get(class))
         .ok_or_else(|| WorkflowError::Edit(format!("the server does not offer {class}")))?;
     let mut n = 1;
     let id = loop {

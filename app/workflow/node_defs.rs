@@ -118,16 +118,24 @@ pub struct NodeDefs {
 const BUNDLED_NODE_DEFS: &str = include_str!("../../assets/node_defs.json");
 
 impl NodeDefs {
-    /// The snapshot shipped with the app, for when no server is connected.
+    /// The snapshot shipped with the app, for when no server is connected, plus wan-pilot's own
+    /// nodes.
     pub fn bundled() -> &'static NodeDefs {
         static DEFS: OnceLock<NodeDefs> = OnceLock::new();
         DEFS.get_or_init(|| {
             // The snapshot is checked by a test, so a failure here means a broken build; an
             // empty set then makes every conversion report unknown node types instead of panicking.
-            serde_json::from_str::<Value>(BUNDLED_NODE_DEFS)
+            let mut defs = serde_json::from_str::<Value>(BUNDLED_NODE_DEFS)
                 .ok()
                 .and_then(|v| NodeDefs::from_object_info(&v, "bundled node definitions").ok())
-                .unwrap_or_default()
+                .unwrap_or_default();
+            // wan-pilot's own nodes: every server it starts has them, and the snapshot does not.
+            for (class, def) in &super::edit::own_node_defs().classes {
+                defs.classes
+                    .entry(class.clone())
+                    .or_insert_with(|| def.clone());
+            }
+            defs
         })
     }
 
