@@ -527,6 +527,7 @@ pub struct RunOptions {
     pub seed: Option<u64>,
     pub prompt: Option<String>,
     pub compile: crate::runs::run::CompileChoice,
+    pub frame_tap: bool,
     /// The ComfyUI folder to start (else the usual places are searched).
     pub comfyui_dir: Option<std::path::PathBuf>,
     /// A server the user runs; used as it is, never started or stopped.
@@ -584,6 +585,7 @@ async fn run_async(
         seed: options.seed,
         prompt: options.prompt.clone(),
         compile: options.compile,
+        frame_tap: options.frame_tap,
         out_dir,
         retry_on_oom: options.retry_on_oom,
         max_attempts: 6,

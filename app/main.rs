@@ -135,6 +135,9 @@ enum Command {
         /// Do not retry on the next rung after running out of GPU memory.
         #[arg(long)]
         no_retry: bool,
+        /// Also save every decoded frame as PNG next to the video (Wan workflows).
+        #[arg(long)]
+        frame_tap: bool,
         /// The card, by name, instead of the one NVML finds.
         #[arg(long, value_name = "NAME", conflicts_with = "vram")]
         gpu: Option<String>,
@@ -234,6 +237,7 @@ fn main() -> ExitCode {
             seed,
             prompt,
             no_retry,
+            frame_tap,
             gpu,
             vram,
             reserve,
@@ -248,6 +252,7 @@ fn main() -> ExitCode {
                 seed,
                 prompt,
                 compile,
+                frame_tap,
                 comfyui_dir: comfyui.or_else(comfyui_dir_from_env),
                 server_url: server,
                 out_dir: out,

@@ -73,6 +73,7 @@ fn a_real_comfyui_runs_81_frames_of_832x1216_and_leaves_nothing_behind() {
         seed: None,
         prompt: None,
         compile: CompileChoice::AsWritten,
+        frame_tap: false,
         out_dir: work.join("runs"),
         retry_on_oom: true,
         max_attempts: 3,

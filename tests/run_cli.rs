@@ -138,7 +138,7 @@ fn a_wan_run_is_tracked_by_stage_and_records_its_mode() {
         &setup,
         "wan",
         Path::new(WAN_PROMPT),
-        &["--vram", "48", "--frames", "13"],
+        &["--vram", "48", "--frames", "13", "--frame-tap"],
     );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -149,7 +149,14 @@ fn a_wan_run_is_tracked_by_stage_and_records_its_mode() {
     for stage in ["high-noise sampling", "low-noise sampling", "VAE decode"] {
         assert!(stderr.contains(stage), "{stage} missing from: {stderr}");
     }
-    let record = sidecar(&text(&out.stdout));
+    let stdout = text(&out.stdout);
+    let frames = stdout
+        .lines()
+        .filter(|l| l.contains("wan-pilot-frames/frame_"))
+        .count();
+    assert_eq!(frames, 13, "one PNG per decoded frame: {stdout}");
+    assert!(stdout.lines().any(|l| l.ends_with(".mp4")), "{stdout}");
+    let record = sidecar(&stdout);
     assert_eq!(record["outcome"], "success");
     assert_eq!(record["parameters"]["frames"], 13);
     assert!(record["calibration"]["tokens"].as_u64().unwrap() > 0);

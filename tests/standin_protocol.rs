@@ -641,7 +641,8 @@ fn check_pngs(port: u16, entry: &Value) -> usize {
 
 #[test]
 fn help_and_an_unknown_flag_print_what_comfyui_printed() {
-    let root = standin_install(&temp_dir("standin-cli"), json!({}));
+    let dir = temp_dir("standin-cli");
+    let root = standin_install(&dir, json!({}));
     let help = std::process::Command::new(standin_python())
         .arg(root.join("main.py"))
         .arg("--help")
@@ -684,6 +685,7 @@ fn help_and_an_unknown_flag_print_what_comfyui_printed() {
         read_pid(&root, "standin.pid").is_none(),
         "no pid file before the arguments parse"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -728,8 +730,10 @@ fn boot_prints_the_recorded_log_and_a_taken_port_fails_as_recorded() {
         Some(server.child.id())
     );
 
-    let root = standin_install(&temp_dir("standin-taken"), json!({}));
+    let dir = temp_dir("standin-taken");
+    let root = standin_install(&dir, json!({}));
     let mut second = Standin::start(&root, server.port, &[]);
+    second.remove_on_drop = Some(dir);
     let status = second
         .wait_exit(Duration::from_secs(20))
         .expect("the second server exits");
@@ -1408,6 +1412,7 @@ fn boots_that_are_slow_silent_or_short_lived() {
         free_port(),
         &[],
     );
+    slow.remove_on_drop = Some(dir);
     assert!(slow.wait_ready(Duration::from_secs(20)));
     assert!(started_at.elapsed() >= Duration::from_millis(1500));
 
@@ -1417,6 +1422,7 @@ fn boots_that_are_slow_silent_or_short_lived() {
         free_port(),
         &[],
     );
+    silent.remove_on_drop = Some(dir);
     assert!(!silent.wait_ready(Duration::from_secs(2)), "never listens");
     assert!(
         silent.child.try_wait().unwrap().is_none(),
@@ -1432,6 +1438,7 @@ fn boots_that_are_slow_silent_or_short_lived() {
     let dir = temp_dir("standin-no-driver");
     let root = standin_install(&dir, json!({"boot_failure": "no_nvidia_driver"}));
     let mut failed = Standin::start(&root, free_port(), &[]);
+    failed.remove_on_drop = Some(dir);
     assert_eq!(
         failed
             .wait_exit(Duration::from_secs(20))
@@ -1450,6 +1457,7 @@ fn boots_that_are_slow_silent_or_short_lived() {
     );
     let port = free_port();
     let mut short = Standin::start(&root, port, &[]);
+    short.remove_on_drop = Some(dir);
     assert!(short.wait_ready(Duration::from_secs(20)));
     assert_eq!(
         short

@@ -49,6 +49,8 @@ pub struct RunSpec {
     pub seed: Option<u64>,
     pub prompt: Option<String>,
     pub compile: CompileChoice,
+    /// Also save every decoded frame as PNG (the window's frame preview reads them).
+    pub frame_tap: bool,
     /// Where finished runs go: `<out_dir>/<run folder>/…` with the sidecar.
     pub out_dir: PathBuf,
     /// Retry on the next rung after an out-of-memory (a setting the user can switch off).
@@ -56,6 +58,9 @@ pub struct RunSpec {
     /// Attempts in all, the first included.
     pub max_attempts: usize,
 }
+
+/// File name prefix of the decoded frames a run saves when asked (`RunSpec::frame_tap`).
+pub const FRAME_TAP_PREFIX: &str = "wan-pilot-frames/frame";
 
 /// What happens during a run, for progress lines or the window.
 #[derive(Debug, Clone, PartialEq)]
@@ -265,7 +270,7 @@ pub async fn run(
             compile: rung.map(|r| r.mode).or(fixed_mode),
             seed: spec.seed,
             prompt: spec.prompt.clone(),
-            frame_tap_prefix: None,
+            frame_tap_prefix: spec.frame_tap.then(|| FRAME_TAP_PREFIX.to_string()),
         };
         let (prompt, notes) =
             prepare_prompt(loaded, &defs, &edits, &server_classes).map_err(|source| {
