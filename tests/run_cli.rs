@@ -15,20 +15,13 @@ use wan_pilot::comfy::process::process_alive;
 
 const WAN_PROMPT: &str = "tests/data/comfy-protocol/prompts/compiled_run.api.json";
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("wan-pilot-run-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 struct Setup {
     dir: PathBuf,
     comfy: PathBuf,
 }
 
 fn setup(name: &str, scenario: Value) -> Setup {
-    let dir = temp_dir(name);
+    let dir = common::standin::temp_dir(&format!("run-{name}"));
     let comfy = common::standin::standin_install(&dir, scenario);
     Setup { dir, comfy }
 }
@@ -58,6 +51,13 @@ fn command(setup: &Setup, name: &str, workflow: &Path, extra: &[&str]) -> Comman
 
 fn run(setup: &Setup, name: &str, workflow: &Path, extra: &[&str]) -> Output {
     command(setup, name, workflow, extra).output().unwrap()
+}
+
+/// Runs the recorded Wan 2.2 14B prompt, planned for a 48 GB card.
+fn run_wan(setup: &Setup, name: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["--vram", "48"];
+    args.extend_from_slice(extra);
+    run(setup, name, Path::new(WAN_PROMPT), &args)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -134,12 +134,7 @@ fn a_plain_workflow_runs_with_progress_and_its_outputs_are_fetched() {
 #[test]
 fn a_wan_run_is_tracked_by_stage_and_records_its_mode() {
     let setup = setup("wan", json!({}));
-    let out = run(
-        &setup,
-        "wan",
-        Path::new(WAN_PROMPT),
-        &["--vram", "48", "--frames", "13", "--frame-tap"],
-    );
+    let out = run_wan(&setup, "wan", &["--frames", "13", "--frame-tap"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -166,18 +161,10 @@ fn a_wan_run_is_tracked_by_stage_and_records_its_mode() {
 #[test]
 fn out_of_memory_is_retried_on_the_next_rung() {
     let setup = setup("oom", json!({"oom_runs": 1}));
-    let out = run(
+    let out = run_wan(
         &setup,
         "oom",
-        Path::new(WAN_PROMPT),
-        &[
-            "--vram",
-            "48",
-            "--frames",
-            "13",
-            "--compile",
-            "max-autotune",
-        ],
+        &["--frames", "13", "--compile", "max-autotune"],
     );
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -206,19 +193,10 @@ fn out_of_memory_is_retried_on_the_next_rung() {
 #[test]
 fn out_of_memory_without_retry_stops_at_the_first_attempt() {
     let setup = setup("oom-off", json!({"oom_runs": 1}));
-    let out = run(
+    let out = run_wan(
         &setup,
         "oom-off",
-        Path::new(WAN_PROMPT),
-        &[
-            "--vram",
-            "48",
-            "--frames",
-            "13",
-            "--compile",
-            "max-autotune",
-            "--no-retry",
-        ],
+        &["--frames", "13", "--compile", "max-autotune", "--no-retry"],
     );
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
@@ -232,12 +210,7 @@ fn a_websocket_drop_is_recovered() {
         "ws-drop",
         json!({"ws_drop_at_step": 2, "step_delay_s": 0.1}),
     );
-    let out = run(
-        &setup,
-        "ws-drop",
-        Path::new(WAN_PROMPT),
-        &["--vram", "48", "--frames", "13"],
-    );
+    let out = run_wan(&setup, "ws-drop", &["--frames", "13"]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("lost the server's websocket"), "{stderr}");
@@ -249,12 +222,7 @@ fn a_websocket_drop_is_recovered() {
 #[test]
 fn a_crash_mid_run_is_reported_and_nothing_is_left_running() {
     let setup = setup("crash", json!({"crash_at_step": 2}));
-    let out = run(
-        &setup,
-        "crash",
-        Path::new(WAN_PROMPT),
-        &["--vram", "48", "--frames", "13"],
-    );
+    let out = run_wan(&setup, "crash", &["--frames", "13"]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -268,12 +236,7 @@ fn a_crash_mid_run_is_reported_and_nothing_is_left_running() {
 #[test]
 fn a_hung_server_is_reported_and_stopped() {
     let setup = setup("hang", json!({"hang_at_step": 2}));
-    let out = run(
-        &setup,
-        "hang",
-        Path::new(WAN_PROMPT),
-        &["--vram", "48", "--frames", "13"],
-    );
+    let out = run_wan(&setup, "hang", &["--frames", "13"]);
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("stopped answering"), "{stderr}");
@@ -305,7 +268,7 @@ fn the_server_goes_down_within_two_seconds_when_wan_pilot_is_killed() {
         &setup,
         "sigkill",
         Path::new(WAN_PROMPT),
-        &["--vram", "48", "--frames", "13"],
+        &["--frames", "13"],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::piped())

@@ -21,17 +21,6 @@ use wan_pilot::comfy::server::{
     StartError, Supervisor, SupervisorCommand, SupervisorConfig, find_leftovers,
 };
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "wan-pilot-lifecycle-{name}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 struct Fixture {
     dir: PathBuf,
     install: Install,
@@ -40,7 +29,7 @@ struct Fixture {
 }
 
 fn fixture(name: &str, scenario: serde_json::Value) -> Fixture {
-    let dir = temp_dir(name);
+    let dir = common::standin::temp_dir(&format!("lifecycle-{name}"));
     let root = common::standin::standin_install(&dir, scenario);
     let install = install::validate(&root).unwrap();
     let flags = install::read_help(&install).unwrap();
@@ -51,6 +40,22 @@ fn fixture(name: &str, scenario: serde_json::Value) -> Fixture {
         flags,
         dirs,
     }
+}
+
+fn start(
+    rt: &tokio::runtime::Runtime,
+    fx: &Fixture,
+    settings: &ServerSettings,
+    state: &watch::Sender<ServerState>,
+) -> Result<ManagedServer, StartError> {
+    rt.block_on(ManagedServer::start(
+        &fx.install,
+        &fx.flags,
+        settings,
+        &fx.dirs,
+        state,
+        None,
+    ))
 }
 
 fn quick_settings() -> ServerSettings {
@@ -130,16 +135,7 @@ fn starts_follows_the_boot_and_stops_without_leftovers() {
             });
             seen
         });
-        let server = rt
-            .block_on(ManagedServer::start(
-                &fx.install,
-                &fx.flags,
-                &quick_settings(),
-                &fx.dirs,
-                &state,
-                None,
-            ))
-            .unwrap();
+        let server = start(&rt, &fx, &quick_settings(), &state).unwrap();
         let seen = watcher.join().unwrap();
         let pid = server.pid();
         let port = server.port();
@@ -178,16 +174,7 @@ fn a_slow_boot_that_keeps_printing_is_not_stalled() {
     let rt = runtime();
     let (state, _) = watch::channel(ServerState::Stopped);
     let started = Instant::now();
-    let server = rt
-        .block_on(ManagedServer::start(
-            &fx.install,
-            &fx.flags,
-            &quick_settings(),
-            &fx.dirs,
-            &state,
-            None,
-        ))
-        .unwrap();
+    let server = start(&rt, &fx, &quick_settings(), &state).unwrap();
     assert!(started.elapsed() >= Duration::from_secs(5));
     assert!(rt.block_on(server.stop()).is_clean());
     let _ = std::fs::remove_dir_all(&fx.dir);
@@ -198,17 +185,7 @@ fn a_silent_boot_is_reported_stalled_and_stopped() {
     let fx = fixture("silent", json!({"silent_boot": true}));
     let rt = runtime();
     let (state, states) = watch::channel(ServerState::Stopped);
-    let error = rt
-        .block_on(ManagedServer::start(
-            &fx.install,
-            &fx.flags,
-            &quick_settings(),
-            &fx.dirs,
-            &state,
-            None,
-        ))
-        .err()
-        .unwrap();
+    let error = start(&rt, &fx, &quick_settings(), &state).err().unwrap();
     assert!(matches!(error, StartError::Stalled { .. }), "{error}");
     assert!(error.to_string().contains("did not open its port"));
     assert!(!error.last_lines().is_empty(), "the last lines come along");
@@ -231,17 +208,7 @@ fn an_early_exit_is_explained_in_one_sentence() {
         extra_args: vec!["--preview-size".into(), "large".into()],
         ..quick_settings()
     };
-    let error = rt
-        .block_on(ManagedServer::start(
-            &fx.install,
-            &fx.flags,
-            &settings,
-            &fx.dirs,
-            &state,
-            None,
-        ))
-        .err()
-        .unwrap();
+    let error = start(&rt, &fx, &settings, &state).err().unwrap();
     match &error {
         StartError::ExitedEarly {
             explanation,
@@ -300,16 +267,7 @@ fn a_port_held_by_another_program_is_skipped_and_never_called() {
         preferred_port: held,
         ..quick_settings()
     };
-    let server = rt
-        .block_on(ManagedServer::start(
-            &fx.install,
-            &fx.flags,
-            &settings,
-            &fx.dirs,
-            &state,
-            None,
-        ))
-        .unwrap();
+    let server = start(&rt, &fx, &settings, &state).unwrap();
     assert_ne!(server.port(), held);
     assert_eq!(
         requests.load(Ordering::SeqCst),
@@ -325,16 +283,7 @@ fn a_grandchild_dies_with_the_server() {
     let fx = fixture("grandchild", json!({"grandchild": true}));
     let rt = runtime();
     let (state, _) = watch::channel(ServerState::Stopped);
-    let server = rt
-        .block_on(ManagedServer::start(
-            &fx.install,
-            &fx.flags,
-            &quick_settings(),
-            &fx.dirs,
-            &state,
-            None,
-        ))
-        .unwrap();
+    let server = start(&rt, &fx, &quick_settings(), &state).unwrap();
     let grandchild = read_pid(
         &fx.install.root.join("grandchild.pid"),
         Duration::from_secs(5),
@@ -354,16 +303,7 @@ fn a_server_whose_app_died_is_found_and_stopped_at_the_next_start() {
     let fx = fixture("leftover", json!({}));
     let rt = runtime();
     let (state, _) = watch::channel(ServerState::Stopped);
-    let server = rt
-        .block_on(ManagedServer::start(
-            &fx.install,
-            &fx.flags,
-            &quick_settings(),
-            &fx.dirs,
-            &state,
-            None,
-        ))
-        .unwrap();
+    let server = start(&rt, &fx, &quick_settings(), &state).unwrap();
     let pid = server.pid();
     // Pretend the app that started it died: its lock names a pid that no longer runs.
     let mut dead = std::process::Command::new("true").spawn().unwrap();
