@@ -91,14 +91,7 @@ fn standin_gone(setup: &Setup) -> bool {
         return true;
     };
     let pid: u32 = text.trim().parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while process_alive(pid) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
+    common::standin::gone_within(pid, Duration::from_secs(2))
 }
 
 #[test]

@@ -103,17 +103,6 @@ fn read_pid(path: &Path, within: Duration) -> u32 {
     }
 }
 
-fn gone_within(pid: u32, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while process_alive(pid) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
-}
-
 #[test]
 fn starts_follows_the_boot_and_stops_without_leftovers() {
     let fx = fixture("normal", json!({}));
@@ -192,7 +181,7 @@ fn a_silent_boot_is_reported_stalled_and_stopped() {
     assert!(matches!(&*states.borrow(), ServerState::Stalled { .. }));
     let pid = read_pid(&fx.install.root.join("standin.pid"), Duration::from_secs(1));
     assert!(
-        gone_within(pid, Duration::from_secs(2)),
+        common::standin::gone_within(pid, Duration::from_secs(2)),
         "stalled server stopped"
     );
     let _ = std::fs::remove_dir_all(&fx.dir);
@@ -292,7 +281,7 @@ fn a_grandchild_dies_with_the_server() {
     let report = rt.block_on(server.stop());
     assert!(report.is_clean(), "{report:?}");
     assert!(
-        gone_within(grandchild, Duration::from_secs(2)),
+        common::standin::gone_within(grandchild, Duration::from_secs(2)),
         "grandchild {grandchild} left"
     );
     let _ = std::fs::remove_dir_all(&fx.dir);
@@ -319,7 +308,7 @@ fn a_server_whose_app_died_is_found_and_stopped_at_the_next_start() {
     assert_eq!(leftovers.len(), 1);
     assert_eq!(leftovers[0].record.server_pid, pid);
     assert!(rt.block_on(leftovers[0].stop(Duration::from_secs(5))));
-    assert!(gone_within(pid, Duration::from_secs(2)));
+    assert!(common::standin::gone_within(pid, Duration::from_secs(2)));
     assert!(!lock.exists());
     assert!(find_leftovers(&fx.dirs.locks).is_empty());
     let _ = rt.block_on(server.stop());

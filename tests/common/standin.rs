@@ -38,6 +38,18 @@ pub fn standin_source() -> PathBuf {
     repo_root().join("tests").join("standin").join("ComfyUI")
 }
 
+/// Whether process `pid` has ended (or is a zombie) within `within`.
+pub fn gone_within(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while wan_pilot::comfy::process::process_alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// A new empty folder under the system temp dir, unique per process and call.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
