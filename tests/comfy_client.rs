@@ -11,6 +11,8 @@
 //! README); they only touch their own prompts, except `/free` and a `/queue` clear made only
 //! while no one else's prompt waits.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,6 +48,17 @@ fn transcript(name: &str) -> Vec<Value> {
 /// JSON as Python's `json.dumps` writes it (", " and ": ", non-ASCII escaped): the bytes
 /// aiohttp sent, rebuilt from the recorded value.
 fn python_json(value: &Value) -> Vec<u8> {
+    /// Python puts ", " between array items and between object members alike.
+    fn item_separator<W: ?Sized + std::io::Write>(
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            writer.write_all(b", ")
+        }
+    }
     struct Python;
     impl serde_json::ser::Formatter for Python {
         fn begin_array_value<W: ?Sized + std::io::Write>(
@@ -53,22 +66,14 @@ fn python_json(value: &Value) -> Vec<u8> {
             writer: &mut W,
             first: bool,
         ) -> std::io::Result<()> {
-            if first {
-                Ok(())
-            } else {
-                writer.write_all(b", ")
-            }
+            item_separator(writer, first)
         }
         fn begin_object_key<W: ?Sized + std::io::Write>(
             &mut self,
             writer: &mut W,
             first: bool,
         ) -> std::io::Result<()> {
-            if first {
-                Ok(())
-            } else {
-                writer.write_all(b", ")
-            }
+            item_separator(writer, first)
         }
         fn begin_object_value<W: ?Sized + std::io::Write>(
             &mut self,
@@ -168,21 +173,46 @@ enum Script {
     Refuse,
 }
 
+/// A loopback port whose connections a background task serves; the task ends when this drops.
+struct Loopback {
+    address: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Loopback {
+    async fn start<Serve>(serve: impl FnOnce(TcpListener) -> Serve) -> Loopback
+    where
+        Serve: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve(listener));
+        Loopback { address, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A loopback server that answers the n-th websocket connection with `ws[n]` (the last repeats)
 /// and every HTTP request by its path.
 struct Scripted {
-    address: SocketAddr,
+    listening: Loopback,
     websocket_connections: Arc<std::sync::atomic::AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl Scripted {
     async fn start(ws: Vec<Script>, http: Vec<(&'static str, Vec<u8>)>) -> Scripted {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = count.clone();
-        let task = tokio::spawn(async move {
+        let listening = Loopback::start(|listener| async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
@@ -204,22 +234,25 @@ impl Scripted {
                 };
                 tokio::spawn(serve(stream, script));
             }
-        });
+        })
+        .await;
         Scripted {
-            address,
+            listening,
             websocket_connections: count,
-            task,
         }
     }
 
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
+    /// A server that answers only HTTP requests under `path`, with the recorded reply `recording`.
+    async fn http_only(path: &'static str, recording: &str) -> Scripted {
+        Scripted::start(
+            vec![Script::Refuse],
+            vec![(path, recorded_reply(recording))],
+        )
+        .await
     }
-}
 
-impl Drop for Scripted {
-    fn drop(&mut self) {
-        self.task.abort();
+    fn url(&self) -> String {
+        self.listening.url()
     }
 }
 
@@ -270,18 +303,12 @@ async fn serve(mut stream: TcpStream, script: Script) {
             let _ = stream.shutdown().await;
         }
         Script::WsThenDrop(frames) => {
-            let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
-            for frame in frames {
-                socket.send(frame).await.unwrap();
-            }
+            let socket = accept_and_send(stream, frames).await;
             // No close frame: the connection just dies, as when a server or network fails.
             drop(socket);
         }
         Script::WsWaitThen(first, go, then) => {
-            let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
-            for frame in first {
-                socket.send(frame).await.unwrap();
-            }
+            let mut socket = accept_and_send(stream, first).await;
             // Keep reading meanwhile, so pings are answered: a quiet server, not a dead one.
             loop {
                 tokio::select! {
@@ -302,6 +329,18 @@ async fn serve(mut stream: TcpStream, script: Script) {
     }
 }
 
+/// Accepts the websocket handshake on `stream` and sends `frames`.
+async fn accept_and_send(
+    stream: TcpStream,
+    frames: Vec<Message>,
+) -> tokio_tungstenite::WebSocketStream<TcpStream> {
+    let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+    for frame in frames {
+        socket.send(frame).await.unwrap();
+    }
+    socket
+}
+
 fn text_frames(frames: &[Vec<u8>]) -> Vec<Message> {
     frames
         .iter()
@@ -317,14 +356,8 @@ async fn next_event(stream: &mut EventStream, within: Duration) -> Option<Server
 
 #[tokio::test]
 async fn a_server_error_names_the_endpoint_and_says_what_to_do() {
-    let server = Scripted::start(
-        vec![Script::Refuse],
-        vec![(
-            "/api/prompt",
-            recorded_reply("http/post_api_prompt_malformed_json.json"),
-        )],
-    )
-    .await;
+    let server =
+        Scripted::http_only("/api/prompt", "http/post_api_prompt_malformed_json.json").await;
     let client = Client::new(&server.url()).unwrap();
     let error = client
         .submit(&json!({}), "c", "p", None)
@@ -345,12 +378,9 @@ async fn a_server_error_names_the_endpoint_and_says_what_to_do() {
 
 #[tokio::test]
 async fn a_refusal_becomes_one_line_per_input() {
-    let server = Scripted::start(
-        vec![Script::Refuse],
-        vec![(
-            "/api/prompt",
-            recorded_reply("http/post_api_prompt_400_several_reasons.json"),
-        )],
+    let server = Scripted::http_only(
+        "/api/prompt",
+        "http/post_api_prompt_400_several_reasons.json",
     )
     .await;
     let client = Client::new(&server.url()).unwrap();
@@ -369,11 +399,7 @@ async fn a_refusal_becomes_one_line_per_input() {
 
 #[tokio::test]
 async fn a_missing_file_and_an_unsafe_name_are_refused_before_writing() {
-    let server = Scripted::start(
-        vec![Script::Refuse],
-        vec![("/api/view", recorded_reply("http/get_api_view_404.json"))],
-    )
-    .await;
+    let server = Scripted::http_only("/api/view", "http/get_api_view_404.json").await;
     let client = Client::new(&server.url()).unwrap();
     let dest = std::env::temp_dir().join(new_id("wan-pilot-client-missing"));
     let missing = OutputFile {
@@ -673,9 +699,7 @@ async fn a_slow_reader_loses_previews_but_no_message() {
 static REAL_SERVER: Mutex<()> = Mutex::const_new(());
 
 fn real_client() -> Client {
-    let url = std::env::var("WAN_PILOT_COMFYUI_URL")
-        .expect("WAN_PILOT_COMFYUI_URL names the ComfyUI server to test against");
-    Client::new(&url).unwrap()
+    Client::new(&common::comfyui_url()).unwrap()
 }
 
 fn ms(since: Instant) -> String {
@@ -691,16 +715,28 @@ fn png_size(bytes: &[u8]) -> (u32, u32) {
     (be(16), be(20))
 }
 
+/// The next event before `deadline`; `missed` says what did not come when it passes.
+async fn next_before(
+    stream: &mut EventStream,
+    deadline: Instant,
+    missed: impl FnOnce() -> String,
+) -> ServerEvent {
+    let left = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout(left, stream.next())
+        .await
+        .unwrap_or_else(|_| panic!("{}", missed()))
+        .expect("the stream stays open")
+}
+
 /// Events until `executing` with no node for `prompt_id`, with a deadline.
 async fn follow(stream: &mut EventStream, prompt_id: &str, within: Duration) -> Vec<ServerEvent> {
     let deadline = Instant::now() + within;
     let mut events = Vec::new();
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let event = tokio::time::timeout(left, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("{prompt_id} did not finish in {within:?}: {events:?}"))
-            .expect("the stream stays open");
+        let event = next_before(stream, deadline, || {
+            format!("{prompt_id} did not finish in {within:?}: {events:?}")
+        })
+        .await;
         let done = matches!(&event, ServerEvent::Message(WsMessage::Executing { prompt_id: Some(p), node: None }) if p == prompt_id);
         events.push(event);
         if done {
@@ -718,11 +754,7 @@ async fn wait_for(
 ) {
     let deadline = Instant::now() + within;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let event = tokio::time::timeout(left, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("no {what} within {within:?}"))
-            .expect("the stream stays open");
+        let event = next_before(stream, deadline, || format!("no {what} within {within:?}")).await;
         if pick(&event) {
             return;
         }
@@ -1044,11 +1076,7 @@ async fn real_reconnect_through_a_cut_connection() {
     let mut previews = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let event = tokio::time::timeout(left, stream.next())
-            .await
-            .expect("a sampler step in time")
-            .expect("the stream stays open");
+        let event = next_before(&mut stream, deadline, || "no sampler step in time".into()).await;
         match event {
             ServerEvent::Message(WsMessage::Progress { .. }) => break,
             preview @ ServerEvent::Preview { .. } => previews.push(preview),
@@ -1062,11 +1090,10 @@ async fn real_reconnect_through_a_cut_connection() {
     let mut events = Vec::new();
     let mut reconnected = false;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let event = tokio::time::timeout(left, stream.next())
-            .await
-            .expect("the run ends in time")
-            .expect("the stream stays open");
+        let event = next_before(&mut stream, deadline, || {
+            "the run did not end in time".into()
+        })
+        .await;
         match &event {
             ServerEvent::Disconnected { reason } => {
                 assert!(!reconnected);
@@ -1132,18 +1159,15 @@ async fn real_reconnect_through_a_cut_connection() {
 
 /// A TCP relay to the real server whose open connections can be cut.
 struct Relay {
-    address: SocketAddr,
+    listening: Loopback,
     connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl Relay {
     async fn start(target: String) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         let connections = Arc::new(Mutex::new(Vec::new()));
         let open = connections.clone();
-        let task = tokio::spawn(async move {
+        let listening = Loopback::start(|listener| async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let target = target.clone();
                 let relay = tokio::spawn(async move {
@@ -1153,16 +1177,16 @@ impl Relay {
                 });
                 open.lock().await.push(relay);
             }
-        });
+        })
+        .await;
         Relay {
-            address,
+            listening,
             connections,
-            task,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.address)
+        self.listening.url()
     }
 
     /// Drops every open connection at once, as a network failure would.
@@ -1170,11 +1194,5 @@ impl Relay {
         for connection in self.connections.lock().await.drain(..) {
             connection.abort();
         }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wan_pilot::comfy::launch::LaunchCommand;
 use wan_pilot::comfy::logs::{LogFiles, LogLine, LogStream, ServerLog, explain_exit};
 use wan_pilot::comfy::process::{
-    ExitInfo, ProcessError, ServerProcess, StopHow, StopTimings, group_members, kill_group,
-    process_alive,
+    ExitInfo, ProcessError, ServerProcess, StopHow, StopReport, StopTimings, group_members,
+    kill_group, process_alive,
 };
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -20,17 +20,83 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// A launch command with nothing dropped: the tests build their commands by hand, not through
+/// `launch_command`.
+fn launch(
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    working_dir: PathBuf,
+) -> LaunchCommand {
+    LaunchCommand {
+        program,
+        args,
+        env,
+        working_dir,
+        dropped: vec![],
+    }
+}
+
 /// A launch command that runs `script` with `sh` in `dir`.
 fn sh(dir: &Path, script: &str) -> LaunchCommand {
     let path = dir.join("server.sh");
     std::fs::write(&path, script).unwrap();
-    LaunchCommand {
-        program: PathBuf::from("/bin/sh"),
-        args: vec![path.display().to_string()],
-        env: vec![("WAN_PILOT_TEST_VALUE".into(), "from env".into())],
-        working_dir: dir.to_path_buf(),
-        dropped: vec![],
+    launch(
+        PathBuf::from("/bin/sh"),
+        vec![path.display().to_string()],
+        vec![("WAN_PILOT_TEST_VALUE".into(), "from env".into())],
+        dir.to_path_buf(),
+    )
+}
+
+/// Starts `script` in a fresh `tag` folder and waits for its "ready" line, so its traps are set.
+fn spawn_ready(tag: &str, script: &str) -> (ServerProcess, ServerLog) {
+    let dir = temp_dir(tag);
+    let log = ServerLog::new();
+    let server = ServerProcess::spawn(&sh(&dir, script), log.clone()).unwrap();
+    wait_for_line(&log, "ready");
+    (server, log)
+}
+
+/// A normal exit with `code`.
+fn exit_code(code: i32) -> ExitInfo {
+    ExitInfo {
+        code: Some(code),
+        signal: None,
     }
+}
+
+/// An end by `signal`.
+fn killed_by(signal: i32) -> ExitInfo {
+    ExitInfo {
+        code: None,
+        signal: Some(signal),
+    }
+}
+
+/// Stops `server` with `timings` and checks the ladder stopped at `how`, the server ended as
+/// `exit`, and nothing of its group was left.
+fn stop_and_check(
+    server: &ServerProcess,
+    timings: StopTimings,
+    how: StopHow,
+    exit: ExitInfo,
+) -> StopReport {
+    let report = server.stop(timings);
+    assert_eq!(report.how, how, "{report:?}");
+    assert_eq!(report.exit, Some(exit));
+    assert!(report.leftover_pids.is_empty(), "{report:?}");
+    report
+}
+
+/// The exit the server's watch publishes, within 10 s.
+async fn watched_exit(server: &ServerProcess) -> ExitInfo {
+    let mut watch = server.exit_watch();
+    tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|e| e.is_some()))
+        .await
+        .expect("exit within 10 s")
+        .expect("watch open")
+        .expect("exit set")
 }
 
 /// Polls until `test` holds or `limit` passes; true if it held.
@@ -94,13 +160,7 @@ exit 0
     );
     let server = ServerProcess::spawn(&cmd, log.clone()).unwrap();
     let exit = server.wait_timeout(Duration::from_secs(10)).expect("exits");
-    assert_eq!(
-        exit,
-        ExitInfo {
-            code: Some(0),
-            signal: None
-        }
-    );
+    assert_eq!(exit, exit_code(0));
 
     let lines = log.snapshot();
     let of = |stream: LogStream| -> Vec<&str> {
@@ -210,24 +270,11 @@ fn log_rotation_keeps_the_last_ten_sessions() {
 
 #[test]
 fn stop_interrupts_a_server_that_exits_on_sigint() {
-    let dir = temp_dir("sigint");
-    let log = ServerLog::new();
-    let cmd = sh(
-        &dir,
+    let (server, log) = spawn_ready(
+        "sigint",
         "trap 'echo \"Stopped server\"; exit 0' INT\necho ready\nwhile :; do sleep 0.05; done\n",
     );
-    let server = ServerProcess::spawn(&cmd, log.clone()).unwrap();
-    wait_for_line(&log, "ready");
-    let report = server.stop(short_timings());
-    assert_eq!(report.how, StopHow::Interrupted, "{report:?}");
-    assert_eq!(
-        report.exit,
-        Some(ExitInfo {
-            code: Some(0),
-            signal: None
-        })
-    );
-    assert!(report.leftover_pids.is_empty(), "{report:?}");
+    let report = stop_and_check(&server, short_timings(), StopHow::Interrupted, exit_code(0));
     assert!(group_members(server.pid()).is_empty());
     let explained = explain_exit(&report.exit.unwrap(), &log.tail(50));
     assert!(explained.contains("interrupt"), "{explained}");
@@ -240,62 +287,42 @@ fn stop_interrupts_a_server_that_exits_on_sigint() {
 
 #[test]
 fn stop_terminates_a_server_that_ignores_sigint() {
-    let dir = temp_dir("sigterm");
-    let log = ServerLog::new();
-    let cmd = sh(
-        &dir,
+    let (server, _log) = spawn_ready(
+        "sigterm",
         "trap '' INT\necho ready\nwhile :; do sleep 0.05; done\n",
     );
-    let server = ServerProcess::spawn(&cmd, log.clone()).unwrap();
-    wait_for_line(&log, "ready");
-    let report = server.stop(short_timings());
-    assert_eq!(report.how, StopHow::Terminated, "{report:?}");
-    assert_eq!(
-        report.exit,
-        Some(ExitInfo {
-            code: None,
-            signal: Some(libc::SIGTERM)
-        })
+    let report = stop_and_check(
+        &server,
+        short_timings(),
+        StopHow::Terminated,
+        killed_by(libc::SIGTERM),
     );
-    assert!(report.leftover_pids.is_empty(), "{report:?}");
     assert!(report.took_ms >= 1500, "{report:?}");
 }
 
 #[test]
 fn stop_kills_a_server_that_ignores_sigint_and_sigterm() {
-    let dir = temp_dir("sigkill");
-    let log = ServerLog::new();
-    let cmd = sh(
-        &dir,
+    let (server, _log) = spawn_ready(
+        "sigkill",
         "trap '' INT TERM\necho ready\nwhile :; do sleep 0.05; done\n",
     );
-    let server = ServerProcess::spawn(&cmd, log.clone()).unwrap();
-    wait_for_line(&log, "ready");
-    let report = server.stop(short_timings());
-    assert_eq!(report.how, StopHow::Killed, "{report:?}");
-    assert_eq!(
-        report.exit,
-        Some(ExitInfo {
-            code: None,
-            signal: Some(libc::SIGKILL)
-        })
+    stop_and_check(
+        &server,
+        short_timings(),
+        StopHow::Killed,
+        killed_by(libc::SIGKILL),
     );
-    assert!(report.leftover_pids.is_empty(), "{report:?}");
     assert!(group_members(server.pid()).is_empty());
 }
 
 #[test]
 fn stop_leaves_no_grandchild_behind() {
-    let dir = temp_dir("grandchild");
-    let log = ServerLog::new();
     // The grandchild keeps the output pipes open and (as a background job of a non-interactive
     // shell) ignores SIGINT: only the group kill can end it.
-    let cmd = sh(
-        &dir,
+    let (server, log) = spawn_ready(
+        "grandchild",
         "sleep 300 &\necho \"grandchild $!\"\necho ready\nwait\n",
     );
-    let server = ServerProcess::spawn(&cmd, log.clone()).unwrap();
-    wait_for_line(&log, "ready");
     let grandchild: u32 = log
         .snapshot()
         .iter()
@@ -308,16 +335,12 @@ fn stop_leaves_no_grandchild_behind() {
         "{members:?}"
     );
 
-    let report = server.stop(short_timings());
-    assert_eq!(report.how, StopHow::Interrupted, "{report:?}");
-    assert_eq!(
-        report.exit,
-        Some(ExitInfo {
-            code: None,
-            signal: Some(libc::SIGINT)
-        })
+    stop_and_check(
+        &server,
+        short_timings(),
+        StopHow::Interrupted,
+        killed_by(libc::SIGINT),
     );
-    assert!(report.leftover_pids.is_empty(), "{report:?}");
     assert!(!process_alive(grandchild));
     assert!(group_members(server.pid()).is_empty());
 }
@@ -329,13 +352,7 @@ fn stop_of_an_exited_server_reports_it() {
     server.wait_timeout(Duration::from_secs(10)).expect("exits");
     let report = server.stop(short_timings());
     assert_eq!(report.how, StopHow::AlreadyExited);
-    assert_eq!(
-        report.exit,
-        Some(ExitInfo {
-            code: Some(0),
-            signal: None
-        })
-    );
+    assert_eq!(report.exit, Some(exit_code(0)));
 }
 
 #[tokio::test]
@@ -347,19 +364,8 @@ async fn exit_watch_reports_an_exit_code() {
         "echo 'Traceback (most recent call last):' >&2\necho 'ValueError: bad' >&2\nexit 3\n",
     );
     let server = ServerProcess::spawn(&cmd, log.clone()).unwrap();
-    let mut watch = server.exit_watch();
-    let exit = tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|e| e.is_some()))
-        .await
-        .expect("exit within 10 s")
-        .expect("watch open")
-        .expect("exit set");
-    assert_eq!(
-        exit,
-        ExitInfo {
-            code: Some(3),
-            signal: None
-        }
-    );
+    let exit = watched_exit(&server).await;
+    assert_eq!(exit, exit_code(3));
     assert_eq!(server.try_exit(), Some(exit));
     // The exit is published after the output was read to its end.
     let explained = explain_exit(&exit, &log.tail(50));
@@ -375,19 +381,8 @@ async fn exit_watch_reports_a_signal() {
     let dir = temp_dir("signal");
     let cmd = sh(&dir, "kill -SEGV $$\nsleep 5\n");
     let server = ServerProcess::spawn(&cmd, ServerLog::new()).unwrap();
-    let mut watch = server.exit_watch();
-    let exit = tokio::time::timeout(Duration::from_secs(10), watch.wait_for(|e| e.is_some()))
-        .await
-        .expect("exit within 10 s")
-        .expect("watch open")
-        .expect("exit set");
-    assert_eq!(
-        exit,
-        ExitInfo {
-            code: None,
-            signal: Some(libc::SIGSEGV)
-        }
-    );
+    let exit = watched_exit(&server).await;
+    assert_eq!(exit, killed_by(libc::SIGSEGV));
     assert_eq!(
         exit.to_string(),
         format!("killed by signal {} (SIGSEGV)", libc::SIGSEGV)
@@ -397,13 +392,7 @@ async fn exit_watch_reports_a_signal() {
 #[test]
 fn a_missing_program_is_a_spawn_error() {
     let dir = temp_dir("missing");
-    let cmd = LaunchCommand {
-        program: dir.join("no-such-python"),
-        args: vec![],
-        env: vec![],
-        working_dir: dir.clone(),
-        dropped: vec![],
-    };
+    let cmd = launch(dir.join("no-such-python"), vec![], vec![], dir.clone());
     let err = ServerProcess::spawn(&cmd, ServerLog::new()).unwrap_err();
     assert!(matches!(err, ProcessError::Spawn { .. }), "{err:?}");
     assert!(err.to_string().contains("no-such-python"), "{err}");
@@ -471,13 +460,7 @@ fn server_dies_with_the_app() {
     const PARENT_MODE: &str = "WAN_PILOT_TEST_PROCESS_PARENT";
     if std::env::var_os(PARENT_MODE).is_some() {
         let dir = temp_dir("app");
-        let cmd = LaunchCommand {
-            program: PathBuf::from("sleep"),
-            args: vec!["120".into()],
-            env: vec![],
-            working_dir: dir,
-            dropped: vec![],
-        };
+        let cmd = launch(PathBuf::from("sleep"), vec!["120".into()], vec![], dir);
         let server = ServerProcess::spawn(&cmd, ServerLog::new()).unwrap();
         println!("server pid {}", server.pid());
         // Waits for the SIGKILL (or gives up after a while if the outer test died).
@@ -542,9 +525,9 @@ fn real_comfyui_boots_and_stops_on_sigint() {
     std::fs::create_dir_all(dir.join("user")).unwrap();
     let port = free_port(8390, 50).expect("a free port");
     let arg = |p: PathBuf| p.display().to_string();
-    let cmd = LaunchCommand {
-        program: root.join(".venv/bin/python"),
-        args: vec![
+    let cmd = launch(
+        root.join(".venv/bin/python"),
+        vec![
             "main.py".into(),
             "--cpu".into(),
             "--listen".into(),
@@ -559,13 +542,12 @@ fn real_comfyui_boots_and_stops_on_sigint() {
             "--user-directory".into(),
             arg(dir.join("user")),
         ],
-        env: vec![
+        vec![
             ("PYTHONUNBUFFERED".into(), "1".into()),
             ("PYTHONIOENCODING".into(), "utf-8".into()),
         ],
-        working_dir: root,
-        dropped: vec![],
-    };
+        root,
+    );
     let log = ServerLog::new();
     let server = ServerProcess::spawn(&cmd, log.clone()).unwrap();
     let mut phases = vec![BootPhase::Starting];
@@ -597,16 +579,12 @@ fn real_comfyui_boots_and_stops_on_sigint() {
         texts(&log.tail(20))
     );
     assert!(phases.len() >= 5, "{phases:?}");
-    let report = server.stop(StopTimings::default());
-    assert_eq!(report.how, StopHow::Interrupted, "{report:?}");
-    assert_eq!(
-        report.exit,
-        Some(ExitInfo {
-            code: Some(0),
-            signal: None
-        })
+    let report = stop_and_check(
+        &server,
+        StopTimings::default(),
+        StopHow::Interrupted,
+        exit_code(0),
     );
-    assert!(report.leftover_pids.is_empty(), "{report:?}");
     let explained = explain_exit(&report.exit.unwrap(), &log.tail(50));
     assert!(explained.contains("interrupt"), "{explained}");
     eprintln!("phases {phases:?}; stop took {} ms", report.took_ms);

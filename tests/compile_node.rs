@@ -17,8 +17,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -418,10 +416,6 @@ fn comfyui_dir() -> PathBuf {
     )
 }
 
-fn server_url() -> String {
-    std::env::var("WAN_PILOT_COMFYUI_URL").expect("WAN_PILOT_COMFYUI_URL names the ComfyUI server")
-}
-
 #[test]
 #[ignore = "installs into a real ComfyUI: set WAN_PILOT_COMFYUI=DIR and pass --ignored"]
 fn install_into_a_real_comfyui() {
@@ -460,40 +454,11 @@ fn the_package_test_compiles_with_inductor_on_the_cpu() {
     assert!(!log.contains("skipped"), "{log}");
 }
 
-/// One HTTP/1.1 request on loopback; returns (status, JSON body or null).
-fn http(base: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let host = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = TcpStream::connect(host).expect("connect to ComfyUI");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-        payload.len()
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
 #[test]
 #[ignore = "needs a running ComfyUI with our node: set WAN_PILOT_COMFYUI_URL and pass --ignored"]
 fn the_server_lists_our_node_as_recorded() {
-    let (status, info) = http(
-        &server_url(),
+    let (status, info) = common::http_json(
+        &common::comfyui_url(),
         "GET",
         &format!("/api/object_info/{OWN_COMPILE_NODE}"),
         None,
@@ -527,8 +492,8 @@ fn the_server_checks_our_nodes_inputs() {
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["7", 0]}},
         "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "wan-pilot-test/refused"}}
     });
-    let (status, reply) = http(
-        &server_url(),
+    let (status, reply) = common::http_json(
+        &common::comfyui_url(),
         "POST",
         "/api/prompt",
         Some(&json!({"prompt": prompt, "client_id": "wan-pilot-test"})),
@@ -590,7 +555,7 @@ fn tiny_official_prompt(live: &Value, mode: CompileMode, seed: u64) -> Value {
 /// Queues `prompt` and polls its history until it ends; returns (status, seconds, entry).
 fn run_to_the_end(base: &str, prompt: &Value) -> (String, f64, Value) {
     let started = Instant::now();
-    let (status, reply) = http(
+    let (status, reply) = common::http_json(
         base,
         "POST",
         "/api/prompt",
@@ -606,7 +571,7 @@ fn run_to_the_end(base: &str, prompt: &Value) -> (String, f64, Value) {
     let id = reply["prompt_id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(900);
     loop {
-        let (_, history) = http(base, "GET", &format!("/api/history/{id}"), None);
+        let (_, history) = common::http_json(base, "GET", &format!("/api/history/{id}"), None);
         let entry = &history[&id];
         if let Some(done) = entry["status"]["status_str"]
             .as_str()
@@ -629,8 +594,8 @@ fn run_to_the_end(base: &str, prompt: &Value) -> (String, f64, Value) {
 #[test]
 #[ignore = "needs a running ComfyUI with our node and tiny-wan: set WAN_PILOT_COMFYUI_URL and pass --ignored"]
 fn the_official_workflow_runs_with_our_node_on_a_tiny_wan() {
-    let base = server_url();
-    let (status, live) = http(&base, "GET", "/api/object_info", None);
+    let base = common::comfyui_url();
+    let (status, live) = common::http_json(&base, "GET", "/api/object_info", None);
     assert_eq!(status, 200);
     // The compiled runs, then the same graph uncompiled for comparison.
     let runs = [

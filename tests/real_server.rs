@@ -8,51 +8,21 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use wan_pilot::workflow::convert::{ConvertOptions, flat_to_api, repair_for_server};
 use wan_pilot::workflow::flat::{Strictness, flatten};
 use wan_pilot::workflow::load::load;
 use wan_pilot::workflow::node_defs::NodeDefs;
 
-/// A minimal HTTP/1.1 POST on loopback; returns (status, body).
+/// A POST of `body` as JSON; returns (status, JSON reply or null).
 fn post(base: &str, path: &str, body: &Value) -> (u16, Value) {
-    let host = base.trim_start_matches("http://").trim_end_matches('/');
-    let mut stream = TcpStream::connect(host).expect("connect to ComfyUI");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let payload = body.to_string();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
-        payload.len()
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body_text = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    // aiohttp answers without chunking for JSON replies.
-    (
-        status,
-        serde_json::from_str(body_text).unwrap_or(Value::Null),
-    )
+    common::http_json(base, "POST", path, Some(body))
 }
 
 #[test]
 #[ignore = "needs a running ComfyUI: set WAN_PILOT_COMFYUI_URL and pass --ignored"]
 fn converted_oracle_prompts_pass_server_validation() {
-    let base = std::env::var("WAN_PILOT_COMFYUI_URL")
-        .expect("WAN_PILOT_COMFYUI_URL names the ComfyUI server to check against");
+    let base = common::comfyui_url();
     let mut names: Vec<String> = std::fs::read_dir(common::shared_workflows().join("oracle-api"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())

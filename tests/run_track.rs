@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::{Value, json};
 use wan_pilot::comfy::protocol::{ExecutionError, WsMessage};
 use wan_pilot::runs::history::{
-    Attempt, CalibrationFacts, HISTORY_FILE, OUTCOME_OUT_OF_MEMORY, OUTCOME_SUCCESS, Parameters,
-    SIDECAR_FILE, SIDECAR_VERSION, ServerInfo, Sidecar, add_to_history, index_path, load_history,
-    read_sidecar, rebuild_history, run_records, write_sidecar,
+    Attempt, CalibrationFacts, HISTORY_FILE, HistoryItem, LoadedHistory, OUTCOME_OUT_OF_MEMORY,
+    OUTCOME_SUCCESS, Parameters, SIDECAR_FILE, SIDECAR_VERSION, ServerInfo, Sidecar,
+    add_to_history, index_path, load_history, read_sidecar, rebuild_history, run_records,
+    write_sidecar,
 };
 use wan_pilot::runs::track::{Expert, Outcome, Progress, Stage, StageMap, Tracker};
 
@@ -100,6 +101,16 @@ struct Replay {
     seen: Vec<Progress>,
 }
 
+impl Replay {
+    /// The first progress seen that `test` accepts.
+    fn first_seen(&self, test: impl Fn(&Progress) -> bool) -> &Progress {
+        self.seen
+            .iter()
+            .find(|p| test(p))
+            .expect("such a progress was seen")
+    }
+}
+
 fn replay(name: &str, messages: &[(u64, WsMessage)]) -> Replay {
     let prompt_id = prompt_id_of(messages);
     let mut tracker = Tracker::new(prompt_id, StageMap::from_prompt(&prompt_of(name)));
@@ -130,6 +141,18 @@ fn replay(name: &str, messages: &[(u64, WsMessage)]) -> Replay {
     }
 }
 
+/// Replays the whole recorded transcript `name`.
+fn replay_recorded(name: &str) -> Replay {
+    replay(name, &messages(name))
+}
+
+/// Replays the whole recorded transcript `name` and checks the stages it showed, in order.
+fn replay_through(name: &str, stages: &[Stage]) -> Replay {
+    let run = replay_recorded(name);
+    assert_eq!(run.stages, stages, "{name}");
+    run
+}
+
 #[test]
 fn every_recorded_transcript_replays_to_its_end() {
     let mut names: Vec<String> = fs::read_dir(data_dir().join("ws"))
@@ -149,7 +172,7 @@ fn every_recorded_transcript_replays_to_its_end() {
             prompt_file(name).is_some(),
             "transcript {name} has no prompt here: add it to prompt_file"
         );
-        let run = replay(name, &messages(name));
+        let run = replay_recorded(name);
         let end = run.tracker.progress();
         assert!(end.server_done, "{name}: executing null seen");
         assert!(end.finished.is_some(), "{name}: ended");
@@ -173,11 +196,9 @@ fn every_recorded_transcript_replays_to_its_end() {
 
 #[test]
 fn compiled_run_goes_through_the_wan_stages() {
-    let messages = messages("compiled_run");
-    let run = replay("compiled_run", &messages);
-    assert_eq!(
-        run.stages,
-        vec![
+    let run = replay_through(
+        "compiled_run",
+        &[
             Stage::Queued,
             Stage::Prepare,
             Stage::TextEncode,
@@ -185,8 +206,8 @@ fn compiled_run_goes_through_the_wan_stages() {
             LOW,
             Stage::VaeDecode,
             Stage::Save,
-            Stage::Done
-        ]
+            Stage::Done,
+        ],
     );
     // Step progress of the two passes, counted in the whole 4-step schedule.
     let steps: Vec<(Stage, (u64, u64))> = run
@@ -200,23 +221,13 @@ fn compiled_run_goes_through_the_wan_stages() {
         distinct,
         vec![(HIGH, (1, 4)), (HIGH, (2, 4)), (LOW, (3, 4)), (LOW, (4, 4))]
     );
-    let line = run
-        .seen
-        .iter()
-        .find(|p| p.schedule_step == Some((3, 4)))
-        .map(Progress::line)
-        .unwrap();
+    let line = run.first_seen(|p| p.schedule_step == Some((3, 4))).line();
     assert!(
         line.starts_with("low-noise sampling — step 3/4 — ") && line.contains(" % — about "),
         "{line}"
     );
     // Sampling dominates the bar: after the high-noise expert it is about half way.
-    let after_high = run
-        .seen
-        .iter()
-        .find(|p| p.stage == LOW)
-        .map(|p| p.overall)
-        .unwrap();
+    let after_high = run.first_seen(|p| p.stage == LOW).overall;
     assert!((0.35..0.65).contains(&after_high), "{after_high}");
     // The compile warm-up (13 s before the first step) is kept apart from the steady pace.
     let timings = run.tracker.timings();
@@ -241,61 +252,46 @@ fn compiled_run_goes_through_the_wan_stages() {
 
 #[test]
 fn eta_after_the_warm_up_is_the_pace_of_recent_steps() {
-    let messages = messages("compiled_run");
-    let run = replay("compiled_run", &messages);
-    let eta_at = |step: (u64, u64)| {
-        run.seen
-            .iter()
-            .find(|p| p.schedule_step == Some(step))
-            .map(|p| p.eta_secs)
-            .expect("that step was seen")
-    };
+    let run = replay_recorded("compiled_run");
+    let eta_at = |step: (u64, u64)| run.first_seen(|p| p.schedule_step == Some(step)).eta_secs;
     // No steady pace after the first (compiling) step: no guess.
     assert_eq!(eta_at((1, 4)), None);
     // After the second step: the rest at ~0.4 s per step, not 13 s.
     let eta = eta_at((2, 4)).unwrap();
     assert!(eta > 0.0 && eta < 3.0, "{eta}");
     // The low-noise expert starts with the high-noise pace.
-    let low_start = run
-        .seen
-        .iter()
-        .find(|p| p.stage == LOW)
-        .and_then(|p| p.eta_secs)
-        .unwrap();
+    let low_start = run.first_seen(|p| p.stage == LOW).eta_secs.unwrap();
     assert!(low_start < 3.0, "{low_start}");
 }
 
 #[test]
 fn plain_run_with_cached_loaders() {
-    let run = replay("plain_run", &messages("plain_run"));
-    assert_eq!(
-        run.stages,
-        vec![
+    let run = replay_through(
+        "plain_run",
+        &[
             Stage::Queued,
             Stage::Prepare,
             HIGH,
             LOW,
             Stage::VaeDecode,
             Stage::Save,
-            Stage::Done
-        ]
+            Stage::Done,
+        ],
     );
     let end = run.tracker.progress();
     let cached: HashSet<&str> = end.cached_nodes.iter().map(String::as_str).collect();
     assert_eq!(cached, HashSet::from(["75", "76", "89", "72", "73"]));
     // The cached loaders count at once.
-    let first = run
-        .seen
-        .iter()
-        .find(|p| !p.cached_nodes.is_empty())
-        .unwrap();
+    let first = run.first_seen(|p| !p.cached_nodes.is_empty());
     assert!(first.overall > 0.0);
 }
 
 #[test]
 fn cached_rerun_succeeds_with_every_node_cached() {
-    let run = replay("cached_rerun", &messages("cached_rerun"));
-    assert_eq!(run.stages, vec![Stage::Queued, Stage::Prepare, Stage::Done]);
+    let run = replay_through(
+        "cached_rerun",
+        &[Stage::Queued, Stage::Prepare, Stage::Done],
+    );
     let end = run.tracker.progress();
     assert_eq!(end.finished, Some(Outcome::Success));
     assert_eq!(end.cached_nodes.len(), 14);
@@ -314,18 +310,16 @@ fn cached_rerun_succeeds_with_every_node_cached() {
 fn reconnect_mid_run_succeeds_after_the_gap() {
     let events = transcript("reconnect_mid_run");
     let gap = events.iter().position(|(_, m)| m.is_none()).unwrap();
-    let messages = messages("reconnect_mid_run");
-    let run = replay("reconnect_mid_run", &messages);
-    assert_eq!(
-        run.stages,
-        vec![
+    let run = replay_through(
+        "reconnect_mid_run",
+        &[
             Stage::Queued,
             Stage::Prepare,
             HIGH,
             Stage::VaeDecode,
             Stage::Save,
-            Stage::Done
-        ]
+            Stage::Done,
+        ],
     );
     assert_eq!(run.tracker.progress().finished, Some(Outcome::Success));
     // The replayed `executing` (no prompt id) moves the run past everything it lost.
@@ -337,11 +331,7 @@ fn reconnect_mid_run_succeeds_after_the_gap() {
     let before = cut.tracker.progress();
     assert_eq!(before.stage, HIGH);
     assert_eq!(before.step, Some((1, 2)));
-    let after_replay = run
-        .seen
-        .iter()
-        .find(|p| p.stage == Stage::VaeDecode)
-        .unwrap();
+    let after_replay = run.first_seen(|p| p.stage == Stage::VaeDecode);
     assert_eq!(after_replay.node.as_deref(), Some("87"));
     assert!(after_replay.overall > 0.7, "{}", after_replay.overall);
     assert!(after_replay.overall > before.overall);
@@ -356,8 +346,7 @@ fn reconnect_mid_run_succeeds_after_the_gap() {
 
 #[test]
 fn runtime_error_ends_in_error_at_the_failing_node() {
-    let run = replay("runtime_error", &messages("runtime_error"));
-    assert_eq!(run.stages, vec![Stage::Queued, Stage::Prepare, HIGH]);
+    let run = replay_through("runtime_error", &[Stage::Queued, Stage::Prepare, HIGH]);
     let end = run.tracker.progress();
     let Some(Outcome::Error(error)) = &end.finished else {
         panic!("{end:?}");
@@ -396,8 +385,10 @@ fn out_of_memory_is_flagged() {
 
 #[test]
 fn interrupt_and_clear_ends_interrupted() {
-    let run = replay("interrupt_and_clear", &messages("interrupt_and_clear"));
-    assert_eq!(run.stages, vec![Stage::Queued, Stage::Prepare, HIGH]);
+    let run = replay_through(
+        "interrupt_and_clear",
+        &[Stage::Queued, Stage::Prepare, HIGH],
+    );
     let end = run.tracker.progress();
     assert_eq!(end.finished, Some(Outcome::Interrupted));
     assert_eq!(end.node.as_deref(), Some("81"));
@@ -495,6 +486,32 @@ fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
+/// The names of the entries of `dir`.
+fn file_names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Writes `text` as the sidecar of `run_dir` as is (not through `write_sidecar`); returns its path.
+fn write_raw_sidecar(run_dir: &Path, text: &str) -> PathBuf {
+    let path = run_dir.join(SIDECAR_FILE);
+    fs::create_dir_all(run_dir).unwrap();
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// The prompt ids of a history list, in its order.
+fn prompt_ids(items: &[HistoryItem]) -> Vec<&str> {
+    items.iter().map(|i| i.prompt_id.as_str()).collect()
+}
+
+/// Why the list was rebuilt; fails when it was not.
+fn rebuild_reason(loaded: &LoadedHistory) -> &str {
+    loaded.rebuilt.as_deref().expect("the list was rebuilt")
+}
+
 fn facts() -> CalibrationFacts {
     CalibrationFacts {
         card: "NVIDIA GeForce RTX 4090".into(),
@@ -512,7 +529,7 @@ fn facts() -> CalibrationFacts {
 /// A sidecar as a run of the compiled transcript leaves it: one out-of-memory attempt at 121
 /// frames, then success at 81.
 fn sidecar(prompt_id: &str, started_at: u64) -> Sidecar {
-    let run = replay("compiled_run", &messages("compiled_run"));
+    let run = replay_recorded("compiled_run");
     Sidecar {
         prompt_id: prompt_id.into(),
         workflow_file: Some("/home/ann/workflows/t2v.json".into()),
@@ -580,11 +597,7 @@ fn sidecar_round_trips_and_reads_old_and_new_files() {
         Some("queued")
     );
     // Nothing else is left in the folder (no temporary file).
-    let names: Vec<String> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(names, vec![SIDECAR_FILE.to_string()]);
+    assert_eq!(file_names(&dir), vec![SIDECAR_FILE.to_string()]);
 
     // An older, smaller file reads with defaults; unknown fields of a newer one are ignored
     // and the newer version is reported.
@@ -641,9 +654,8 @@ fn sidecar_writes_are_atomic_for_a_reader() {
     stop.store(true, Ordering::Relaxed);
     let reads = reader.join().expect("the reader saw only whole files");
     assert!(reads > 0);
-    let leftovers: Vec<String> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+    let leftovers: Vec<String> = file_names(&dir)
+        .into_iter()
         .filter(|n| n != SIDECAR_FILE)
         .collect();
     assert_eq!(leftovers, Vec::<String>::new());
@@ -669,23 +681,23 @@ fn rebuild_lists_good_runs_and_reports_broken_ones() {
         &sidecar("grouped", 1_800_050_000),
     )
     .unwrap();
-    let broken = root.join("t2v-broken").join(SIDECAR_FILE);
-    fs::create_dir_all(broken.parent().unwrap()).unwrap();
-    fs::write(&broken, "{\"version\": 1, \"prompt_id\": \"cut off").unwrap();
-    let future = root.join("t2v-future").join(SIDECAR_FILE);
-    fs::create_dir_all(future.parent().unwrap()).unwrap();
-    fs::write(
-        &future,
+    let broken = write_raw_sidecar(
+        &root.join("t2v-broken"),
+        "{\"version\": 1, \"prompt_id\": \"cut off",
+    );
+    let future = write_raw_sidecar(
+        &root.join("t2v-future"),
         r#"{"version": 99, "prompt_id": "future", "started_at": 1}"#,
-    )
-    .unwrap();
+    );
     // Folders without a sidecar and loose files are not runs.
     fs::create_dir_all(root.join("video")).unwrap();
     fs::write(root.join("ComfyUI_00001_.png"), b"png").unwrap();
 
     let scan = rebuild_history(&root).unwrap();
-    let ids: Vec<&str> = scan.items.iter().map(|i| i.prompt_id.as_str()).collect();
-    assert_eq!(ids, vec!["newer", "grouped", "older", "future"]);
+    assert_eq!(
+        prompt_ids(&scan.items),
+        vec!["newer", "grouped", "older", "future"]
+    );
     assert_eq!(scan.items[0].run_dir, root.join("t2v-20270116-090000-cd34"));
     assert_eq!(scan.items[0].attempts, 2);
     assert_eq!(scan.items[0].parameters.frames, Some(81));
@@ -718,7 +730,7 @@ fn a_lost_or_broken_index_is_rebuilt_from_the_output_folder() {
     // First start: no index.
     let loaded = load_history(&data, &out).unwrap();
     assert!(
-        loaded.rebuilt.as_deref().unwrap().contains("was missing"),
+        rebuild_reason(&loaded).contains("was missing"),
         "{loaded:?}"
     );
     assert_eq!(loaded.items.len(), 1);
@@ -730,8 +742,7 @@ fn a_lost_or_broken_index_is_rebuilt_from_the_output_folder() {
     add_to_history(&data, &out, &second, &b).unwrap();
     let loaded = load_history(&data, &out).unwrap();
     assert_eq!(loaded.rebuilt, None);
-    let ids: Vec<&str> = loaded.items.iter().map(|i| i.prompt_id.as_str()).collect();
-    assert_eq!(ids, vec!["b", "a"]);
+    assert_eq!(prompt_ids(&loaded.items), vec!["b", "a"]);
 
     // The index deleted: the same list comes back from the sidecars.
     fs::remove_file(index_path(&data)).unwrap();
@@ -742,33 +753,20 @@ fn a_lost_or_broken_index_is_rebuilt_from_the_output_folder() {
     // The index broken: rebuilt too, and rewritten whole.
     fs::write(index_path(&data), b"{\"version\": 1, \"items\": [").unwrap();
     let repaired = load_history(&data, &out).unwrap();
-    assert!(
-        repaired
-            .rebuilt
-            .as_deref()
-            .unwrap()
-            .contains("not valid JSON")
-    );
+    assert!(rebuild_reason(&repaired).contains("not valid JSON"));
     assert_eq!(repaired.items, loaded.items);
     assert_eq!(load_history(&data, &out).unwrap().rebuilt, None);
 
     // A run folder deleted by hand leaves the list.
     fs::remove_dir_all(&first).unwrap();
     let pruned = load_history(&data, &out).unwrap();
-    let ids: Vec<&str> = pruned.items.iter().map(|i| i.prompt_id.as_str()).collect();
-    assert_eq!(ids, vec!["b"]);
+    assert_eq!(prompt_ids(&pruned.items), vec!["b"]);
 
     // Another output folder: its own list.
     let other = base.join("elsewhere");
     write_sidecar(&other.join("run-c"), &sidecar("c", 300)).unwrap();
     let switched = load_history(&data, &other).unwrap();
-    assert!(
-        switched
-            .rebuilt
-            .as_deref()
-            .unwrap()
-            .contains("another output folder")
-    );
+    assert!(rebuild_reason(&switched).contains("another output folder"));
     assert_eq!(switched.items[0].prompt_id, "c");
     let _ = fs::remove_dir_all(&base);
 }

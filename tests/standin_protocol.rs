@@ -58,6 +58,12 @@ fn recorded_ws(name: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The one entry of a recorded `/history/{id}` reply (its body is keyed by the prompt id).
+fn recorded_history_entry(path: &str) -> Value {
+    let body = rec_json(path)["body"].clone();
+    body.as_object().unwrap().values().next().unwrap().clone()
+}
+
 fn recorded_lines(path: &str) -> Vec<String> {
     rec_jsonl(path)
         .into_iter()
@@ -145,9 +151,15 @@ fn shape_diff(expected: &Value, got: &Value, path: &str, maps: &[&str], out: &mu
     }
 }
 
-fn assert_shape(expected: &Value, got: &Value, what: &str, maps: &[&str]) {
+/// Every structural difference of `got` from `expected`, a line each (see [`shape_diff`]).
+fn shape_differences(expected: &Value, got: &Value, maps: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     shape_diff(expected, got, "", maps, &mut out);
+    out
+}
+
+fn assert_shape(expected: &Value, got: &Value, what: &str, maps: &[&str]) {
+    let out = shape_differences(expected, got, maps);
     assert!(
         out.is_empty(),
         "{what} differs from the recording:\n{}",
@@ -158,13 +170,10 @@ fn assert_shape(expected: &Value, got: &Value, what: &str, maps: &[&str]) {
 #[test]
 fn the_shape_comparison_catches_drift() {
     let recorded = json!({"a": 1, "b": [{"c": "x"}], "m": {"1": {"v": 1.0}}, "o": {"x": 1}});
-    let mut out = Vec::new();
-    shape_diff(
+    let out = shape_differences(
         &recorded,
         &json!({"a": 2.5, "b": [{"c": "y"}, {"c": "z"}], "m": {"7": {"v": 3}}, "o": {"y": "2"}}),
-        "",
         &["/m", "=/o"],
-        &mut out,
     );
     assert!(out.is_empty(), "{out:?}");
     for drifted in [
@@ -175,8 +184,7 @@ fn the_shape_comparison_catches_drift() {
         json!({"a": 1, "b": [], "m": {}, "extra": true}),
         json!({"a": 1, "b": [], "m": {}, "o": []}),
     ] {
-        let mut out = Vec::new();
-        shape_diff(&recorded, &drifted, "", &["/m", "=/o"], &mut out);
+        let out = shape_differences(&recorded, &drifted, &["/m", "=/o"]);
         assert!(!out.is_empty(), "{drifted} passed");
     }
 }
@@ -242,9 +250,35 @@ fn try_http(
     })
 }
 
-fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Reply {
-    try_http(port, method, path, &[], body, Duration::from_secs(30))
+/// A request with extra `headers` that must be answered within 30 s.
+fn http_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    try_http(port, method, path, headers, body, Duration::from_secs(30))
         .unwrap_or_else(|| panic!("{method} {path} on port {port}: no reply"))
+}
+
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Reply {
+    http_with_headers(port, method, path, &[], body)
+}
+
+/// The `/view` path that fetches `file`, an output entry of a history reply.
+fn view_path(file: &Value) -> String {
+    format!(
+        "/api/view?filename={}&subfolder={}&type={}",
+        file["filename"].as_str().unwrap(),
+        file["subfolder"].as_str().unwrap(),
+        file["type"].as_str().unwrap()
+    )
+}
+
+/// The `/history/{id}` reply: an object keyed by the prompt id, empty until the run ends.
+fn fetch_history(port: u16, id: &str) -> Value {
+    http(port, "GET", &format!("/api/history/{id}"), b"").json()
 }
 
 fn post_json(port: u16, path: &str, body: &Value) -> Reply {
@@ -363,7 +397,7 @@ impl Ws {
                     let done = m["type"] == "executing"
                         && m["data"]["node"].is_null()
                         && m["data"]["prompt_id"] == prompt_id;
-                    seen.push((m["type"].as_str().unwrap().to_string(), m["data"].clone()));
+                    seen.push(typed(&m));
                     if done {
                         return seen;
                     }
@@ -397,6 +431,29 @@ fn binary_header(frame: &[u8]) -> Value {
     }
 }
 
+/// A text message as (type, data), the form the recordings are compared in.
+fn typed(message: &Value) -> (String, Value) {
+    (
+        message["type"].as_str().unwrap().to_string(),
+        message["data"].clone(),
+    )
+}
+
+/// The data of the first message of type `wanted`.
+fn first_of<'a>(messages: &'a [(String, Value)], wanted: &str) -> &'a Value {
+    let found = messages.iter().find(|(t, _)| t == wanted);
+    &found.unwrap_or_else(|| panic!("no {wanted}")).1
+}
+
+/// The nodes `executing` messages named, in order (not the run's final `node: null`).
+fn executed_nodes(messages: &[(String, Value)]) -> Vec<&Value> {
+    messages
+        .iter()
+        .filter(|(t, d)| t == "executing" && !d["node"].is_null())
+        .map(|(_, d)| &d["node"])
+        .collect()
+}
+
 fn types(messages: &[(String, Value)]) -> Vec<&str> {
     messages.iter().map(|(t, _)| t.as_str()).collect()
 }
@@ -404,17 +461,42 @@ fn types(messages: &[(String, Value)]) -> Vec<&str> {
 // ---------------------------------------------------------------------------------------------
 // Running the stand-in
 
-fn started(tag: &str, scenario: Value) -> Standin {
+/// A stand-in with `scenario` in a temp folder of its own (removed with it), started on `port`
+/// without waiting for it to listen.
+fn launched(tag: &str, scenario: Value, port: u16) -> Standin {
     let dir = temp_dir(&format!("standin-{tag}"));
     let root = standin_install(&dir, scenario);
-    let mut server = Standin::start(&root, free_port(), &[]);
+    let mut server = Standin::start(&root, port, &[]);
     server.remove_on_drop = Some(dir);
+    server
+}
+
+/// A stand-in with `scenario` that listens on a free port.
+fn started(tag: &str, scenario: Value) -> Standin {
+    let mut server = launched(tag, scenario, free_port());
     assert!(
         server.wait_ready(Duration::from_secs(20)),
         "the stand-in did not listen: {}",
         server.stderr()
     );
     server
+}
+
+/// Opens a websocket as `client_id` and reads its first status message, then posts `body` to
+/// `/api/prompt`: the socket then sees every message of the run.
+fn connect_and_submit(port: u16, client_id: &str, body: &Value) -> (Ws, Reply) {
+    let mut ws = Ws::connect(port, client_id);
+    ws.next_text();
+    (ws, post_json(port, "/api/prompt", body))
+}
+
+/// Sends `signal` to the stand-in itself and waits up to 10 s for it to exit.
+#[cfg(unix)]
+fn exit_on_signal(server: &mut Standin, signal: i32) -> std::process::ExitStatus {
+    server.signal(signal);
+    server
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no exit on signal {signal}"))
 }
 
 fn prompt_file(name: &str) -> Value {
@@ -477,15 +559,13 @@ fn check_idle_replies(port: u16) {
         assert_eq!(reply.status, 200, "{path}");
         assert_eq!(reply.json(), rec_json(recording)["body"], "{path}");
     }
-    let foreign = try_http(
+    let foreign = http_with_headers(
         port,
         "GET",
         "/api/system_stats",
         &[("Origin", "http://evil.example:1234")],
         b"",
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    );
     assert_eq!((foreign.status, foreign.body.len()), (403, 0));
 }
 
@@ -568,11 +648,7 @@ fn run_empty_images(port: u16, prefix: &str, color: u32) -> (Vec<(String, Value)
     let client = format!("standin-check-{color}");
     let mut ws = Ws::connect(port, &client);
     let mut messages = vec![];
-    let first = ws.next_text().unwrap();
-    messages.push((
-        first["type"].as_str().unwrap().to_string(),
-        first["data"].clone(),
-    ));
+    messages.push(typed(&ws.next_text().unwrap()));
     let accepted = post_json(
         port,
         "/api/prompt",
@@ -594,19 +670,11 @@ fn run_empty_images(port: u16, prefix: &str, color: u32) -> (Vec<(String, Value)
     );
     let id = accepted["prompt_id"].as_str().unwrap().to_string();
     messages.extend(ws.until_done(&id));
-    let history = http(port, "GET", &format!("/api/history/{id}"), b"").json();
-    (messages, history[id.as_str()].clone())
+    (messages, fetch_history(port, &id)[id.as_str()].clone())
 }
 
 fn check_history_entry(entry: &Value) {
-    let recorded = rec_json("ws/plain_run.history.json")["body"].clone();
-    let recorded = recorded
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap()
-        .clone();
+    let recorded = recorded_history_entry("ws/plain_run.history.json");
     assert_shape(
         &recorded,
         entry,
@@ -618,12 +686,7 @@ fn check_history_entry(entry: &Value) {
 fn check_pngs(port: u16, entry: &Value) -> usize {
     let images = entry["outputs"]["2"]["images"].as_array().unwrap();
     for image in images {
-        let query = format!(
-            "/api/view?filename={}&subfolder={}&type={}",
-            image["filename"].as_str().unwrap(),
-            image["subfolder"].as_str().unwrap(),
-            image["type"].as_str().unwrap()
-        );
+        let query = view_path(image);
         let reply = http(port, "GET", &query, b"");
         assert_eq!(reply.status, 200, "{query}");
         assert_eq!(reply.header("Content-Type"), Some("image/png"));
@@ -730,10 +793,7 @@ fn boot_prints_the_recorded_log_and_a_taken_port_fails_as_recorded() {
         Some(server.child.id())
     );
 
-    let dir = temp_dir("standin-taken");
-    let root = standin_install(&dir, json!({}));
-    let mut second = Standin::start(&root, server.port, &[]);
-    second.remove_on_drop = Some(dir);
+    let mut second = launched("taken", json!({}), server.port);
     let status = second
         .wait_exit(Duration::from_secs(20))
         .expect("the second server exits");
@@ -803,10 +863,7 @@ fn recorded_sessions_replay_message_for_message() {
     for (name, prompt, client, prompt_id, flags) in sessions {
         let mut ws = Ws::connect(port, client);
         let mut messages = vec![];
-        let mut take = |ws: &mut Ws| {
-            let m = ws.next_text().unwrap();
-            messages.push((m["type"].as_str().unwrap().to_string(), m["data"].clone()));
-        };
+        let mut take = |ws: &mut Ws| messages.push(typed(&ws.next_text().unwrap()));
         if flags {
             ws.send_text(
                 &json!({"type": "feature_flags", "data": {"supports_preview_metadata": true}}),
@@ -830,8 +887,7 @@ fn recorded_sessions_replay_message_for_message() {
         let recorded = recorded_ws(name);
         assert_eq!(types(&messages), types(&recorded), "{name}: message order");
         for (i, ((kind, ours), (_, theirs))) in messages.iter().zip(&recorded).enumerate() {
-            let mut out = Vec::new();
-            shape_diff(theirs, ours, "", &[], &mut out);
+            let out = shape_differences(theirs, ours, &[]);
             assert!(
                 out.is_empty(),
                 "{name} message {i} ({kind}):\n{}",
@@ -845,28 +901,16 @@ fn recorded_sessions_replay_message_for_message() {
                 assert_eq!(theirs["image_format"], ours["image_format"], "{name} {i}");
             }
         }
-        let executing: Vec<&Value> = messages
-            .iter()
-            .filter(|(t, d)| t == "executing" && !d["node"].is_null())
-            .map(|(_, d)| &d["node"])
-            .collect();
-        let recorded_executing: Vec<&Value> = recorded
-            .iter()
-            .filter(|(t, d)| t == "executing" && !d["node"].is_null())
-            .map(|(_, d)| &d["node"])
-            .collect();
-        assert_eq!(executing, recorded_executing, "{name}: execution order");
+        assert_eq!(
+            executed_nodes(&messages),
+            executed_nodes(&recorded),
+            "{name}: execution order"
+        );
 
-        let history = http(port, "GET", &format!("/api/history/{id}"), b"").json();
-        let recorded_history = rec_json(&format!("ws/{name}.history.json"))["body"].clone();
-        let recorded_entry = recorded_history
-            .as_object()
-            .unwrap()
-            .values()
-            .next()
-            .unwrap();
+        let history = fetch_history(port, &id);
+        let recorded_entry = recorded_history_entry(&format!("ws/{name}.history.json"));
         assert_shape(
-            recorded_entry,
+            &recorded_entry,
             &history[id.as_str()],
             &format!("{name} history"),
             &[],
@@ -883,15 +927,7 @@ fn recorded_sessions_replay_message_for_message() {
     }
 
     let first_png = &plain_outputs["90"]["images"][0];
-    let view = http(
-        port,
-        "GET",
-        &format!(
-            "/api/view?filename={}&subfolder=&type=output",
-            first_png["filename"].as_str().unwrap()
-        ),
-        b"",
-    );
+    let view = http(port, "GET", &view_path(first_png), b"");
     let recorded = rec_json("ws/plain_run.view_png.json");
     assert_eq!(view.status, 200);
     for pair in recorded["headers"].as_array().unwrap() {
@@ -900,19 +936,13 @@ fn recorded_sessions_replay_message_for_message() {
     }
     assert_eq!(view.header("Content-Type"), Some("image/png"));
     let video = &plain_outputs["80"]["images"][0];
-    let range = try_http(
+    let range = http_with_headers(
         port,
         "GET",
-        &format!(
-            "/api/view?filename={}&subfolder={}&type=output",
-            video["filename"].as_str().unwrap(),
-            video["subfolder"].as_str().unwrap()
-        ),
+        &view_path(video),
         &[("Range", "bytes=0-31")],
         b"",
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    );
     let recorded = rec_json("http/get_api_view_range.json");
     assert_eq!(range.status, 206);
     assert_eq!(range.body.len(), 32);
@@ -988,7 +1018,7 @@ fn uploads_are_named_as_the_real_server_names_them() {
         .into_bytes();
         body.extend(data);
         body.extend(format!("\r\n{extra}--{boundary}--\r\n").into_bytes());
-        try_http(
+        http_with_headers(
             server.port,
             "POST",
             "/api/upload/image",
@@ -997,9 +1027,7 @@ fn uploads_are_named_as_the_real_server_names_them() {
                 &format!("multipart/form-data; boundary={boundary}"),
             )],
             &body,
-            Duration::from_secs(30),
         )
-        .unwrap()
     };
     let first = upload("start.png", b"one", "");
     assert_eq!(
@@ -1034,10 +1062,7 @@ fn signals_end_the_server_as_recorded() {
     use std::os::unix::process::ExitStatusExt;
 
     let mut idle = started("sigint", json!({}));
-    idle.signal(libc::SIGINT);
-    let status = idle
-        .wait_exit(Duration::from_secs(10))
-        .expect("exits on SIGINT");
+    let status = exit_on_signal(&mut idle, libc::SIGINT);
     assert_eq!(status.code(), Some(0), "idle SIGINT: exit 0 as recorded");
     assert!(
         idle.stderr().ends_with("\n\nStopped server\n"),
@@ -1046,22 +1071,16 @@ fn signals_end_the_server_as_recorded() {
     );
 
     let mut term = started("sigterm", json!({}));
-    term.signal(libc::SIGTERM);
-    let status = term
-        .wait_exit(Duration::from_secs(10))
-        .expect("exits on SIGTERM");
     assert_eq!(
-        status.signal(),
+        exit_on_signal(&mut term, libc::SIGTERM).signal(),
         Some(libc::SIGTERM),
         "killed by the signal, as recorded"
     );
 
     let mut busy = started("sigint-run", json!({"step_delay_s": 0.5}));
-    let mut ws = Ws::connect(busy.port, "busy");
-    ws.next_text();
-    post_json(
+    let (mut ws, _) = connect_and_submit(
         busy.port,
-        "/api/prompt",
+        "busy",
         &json!({"prompt": prompt_file("plain_run.api.json"), "client_id": "busy"}),
     );
     while let Some(m) = ws.next_text() {
@@ -1069,12 +1088,8 @@ fn signals_end_the_server_as_recorded() {
             break;
         }
     }
-    busy.signal(libc::SIGINT);
-    let status = busy
-        .wait_exit(Duration::from_secs(10))
-        .expect("exits on SIGINT");
     assert_eq!(
-        status.signal(),
+        exit_on_signal(&mut busy, libc::SIGINT).signal(),
         Some(libc::SIGABRT),
         "SIGINT mid-run aborts, as recorded"
     );
@@ -1096,30 +1111,19 @@ fn out_of_memory_fails_as_comfyui_reports_it_then_a_lower_rung_succeeds() {
             prompt[node]["inputs"]["mode"] = json!(mode);
         }
         prompt["74"]["inputs"]["length"] = json!(length);
-        let mut ws = Ws::connect(server.port, id);
-        ws.next_text();
-        let reply = post_json(
+        let (mut ws, reply) = connect_and_submit(
             server.port,
-            "/api/prompt",
+            id,
             &json!({"prompt": prompt, "client_id": id, "prompt_id": id}),
         );
         assert_eq!(reply.status, 200);
         let messages = ws.until_done(id);
-        let history = http(server.port, "GET", &format!("/api/history/{id}"), b"").json();
-        (messages, history[id].clone())
+        (messages, fetch_history(server.port, id)[id].clone())
     };
     let (messages, entry) = run("max-autotune", 13, "oom-1");
-    let (_, error) = messages
-        .iter()
-        .find(|(t, _)| t == "execution_error")
-        .expect("execution_error");
-    let recorded = recorded_ws("runtime_error");
-    let (_, recorded_error) = recorded
-        .iter()
-        .find(|(t, _)| t == "execution_error")
-        .unwrap();
+    let error = first_of(&messages, "execution_error");
     assert_shape(
-        recorded_error,
+        first_of(&recorded_ws("runtime_error"), "execution_error"),
         error,
         "execution_error",
         &["=/current_inputs"],
@@ -1141,15 +1145,8 @@ fn out_of_memory_fails_as_comfyui_reports_it_then_a_lower_rung_succeeds() {
         ["execution_error", "status", "executing"],
         "as in ws/runtime_error.jsonl"
     );
-    let recorded_history = rec_json("ws/runtime_error.history.json")["body"].clone();
-    let recorded_entry = recorded_history
-        .as_object()
-        .unwrap()
-        .values()
-        .next()
-        .unwrap();
     assert_shape(
-        recorded_entry,
+        &recorded_history_entry("ws/runtime_error.history.json"),
         &entry,
         "error history",
         &["=/prompt/2", "=/status/messages/2/1/current_inputs"],
@@ -1175,8 +1172,9 @@ fn out_of_memory_fails_as_comfyui_reports_it_then_a_lower_rung_succeeds() {
         assert_eq!(reply.status, 200);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let history = http(counted.port, "GET", &format!("/api/history/{id}"), b"").json();
-            if let Some(status) = history[id]["status"]["status_str"].as_str() {
+            if let Some(status) =
+                fetch_history(counted.port, id)[id]["status"]["status_str"].as_str()
+            {
                 return status.to_string();
             }
             assert!(Instant::now() < deadline, "no history for {id}");
@@ -1199,12 +1197,10 @@ fn interrupt_and_clear_behave_as_recorded() {
         .collect();
     let client = "5b0d6a8e-6f1e-4c55-9a63-2f4f3d0c1a06";
     let a = "wan-pilot-rec-interrupt-0001";
-    let mut ws = Ws::connect(port, client);
-    ws.next_text();
     let prompt = prompt_file("interrupt_and_clear.api.json");
-    let first = post_json(
+    let (mut ws, first) = connect_and_submit(
         port,
-        "/api/prompt",
+        client,
         &json!({"prompt": prompt, "client_id": client, "prompt_id": a}),
     );
     assert_eq!(first.status, 200);
@@ -1222,7 +1218,7 @@ fn interrupt_and_clear_behave_as_recorded() {
     let mut messages = vec![];
     loop {
         let m = ws.next_text().unwrap();
-        messages.push((m["type"].as_str().unwrap().to_string(), m["data"].clone()));
+        messages.push(typed(&m));
         if m["type"] == "progress" {
             break;
         }
@@ -1249,19 +1245,11 @@ fn interrupt_and_clear_behave_as_recorded() {
         ["executing", "status", "execution_interrupted", "status"]
     );
     let recorded_ws = recorded_ws("interrupt_and_clear");
-    let theirs = &recorded_ws
-        .iter()
-        .find(|(t, _)| t == "execution_interrupted")
-        .unwrap()
-        .1;
-    let ours = &messages
-        .iter()
-        .find(|(t, _)| t == "execution_interrupted")
-        .unwrap()
-        .1;
+    let theirs = first_of(&recorded_ws, "execution_interrupted");
+    let ours = first_of(&messages, "execution_interrupted");
     assert_shape(theirs, ours, "execution_interrupted", &[]);
     assert_eq!(ours["node_id"], "81");
-    let history = http(port, "GET", &format!("/api/history/{a}"), b"").json();
+    let history = fetch_history(port, a);
     let recorded_history = rec_json("ws/interrupt_and_clear.history.json")["body"][a].clone();
     assert_shape(&recorded_history, &history[a], "interrupted history", &[]);
     assert_eq!(history[a]["status"]["completed"], false);
@@ -1281,11 +1269,9 @@ fn interrupt_and_clear_behave_as_recorded() {
 fn a_dropped_websocket_recovers_as_recorded() {
     let server = started("drop", json!({"ws_drop_at_step": 1, "step_delay_s": 0.3}));
     let client = "dropped-client";
-    let mut ws = Ws::connect(server.port, client);
-    ws.next_text();
-    let reply = post_json(
+    let (mut ws, reply) = connect_and_submit(
         server.port,
-        "/api/prompt",
+        client,
         &json!({"prompt": prompt_file("plain_run.api.json"), "client_id": client, "prompt_id": "drop-1"}),
     );
     assert_eq!(reply.status, 200);
@@ -1320,8 +1306,10 @@ fn a_dropped_websocket_recovers_as_recorded() {
     );
     let rest = again.until_done("drop-1");
     assert!(types(&rest).contains(&"execution_success"));
-    let history = http(server.port, "GET", "/api/history/drop-1", b"").json();
-    assert_eq!(history["drop-1"]["status"]["status_str"], "success");
+    assert_eq!(
+        fetch_history(server.port, "drop-1")["drop-1"]["status"]["status_str"],
+        "success"
+    );
 }
 
 #[cfg(unix)]
@@ -1346,11 +1334,9 @@ fn a_crash_a_hang_and_a_grandchild() {
     );
 
     let hanging = started("hang", json!({"hang_at_step": 1, "step_delay_s": 0.05}));
-    let mut ws = Ws::connect(hanging.port, "hung");
-    ws.next_text();
-    post_json(
+    let (mut ws, _) = connect_and_submit(
         hanging.port,
-        "/api/prompt",
+        "hung",
         &json!({"prompt": prompt_file("plain_run.api.json"), "client_id": "hung"}),
     );
     ws.set_timeout(Duration::from_secs(2));
@@ -1405,24 +1391,12 @@ fn a_crash_a_hang_and_a_grandchild() {
 
 #[test]
 fn boots_that_are_slow_silent_or_short_lived() {
-    let dir = temp_dir("standin-slow");
     let started_at = Instant::now();
-    let mut slow = Standin::start(
-        &standin_install(&dir, json!({"slow_boot_s": 1.5})),
-        free_port(),
-        &[],
-    );
-    slow.remove_on_drop = Some(dir);
+    let mut slow = launched("slow", json!({"slow_boot_s": 1.5}), free_port());
     assert!(slow.wait_ready(Duration::from_secs(20)));
     assert!(started_at.elapsed() >= Duration::from_millis(1500));
 
-    let dir = temp_dir("standin-silent");
-    let mut silent = Standin::start(
-        &standin_install(&dir, json!({"silent_boot": true})),
-        free_port(),
-        &[],
-    );
-    silent.remove_on_drop = Some(dir);
+    let mut silent = launched("silent", json!({"silent_boot": true}), free_port());
     assert!(!silent.wait_ready(Duration::from_secs(2)), "never listens");
     assert!(
         silent.child.try_wait().unwrap().is_none(),
@@ -1435,10 +1409,11 @@ fn boots_that_are_slow_silent_or_short_lived() {
         silent.stderr()
     );
 
-    let dir = temp_dir("standin-no-driver");
-    let root = standin_install(&dir, json!({"boot_failure": "no_nvidia_driver"}));
-    let mut failed = Standin::start(&root, free_port(), &[]);
-    failed.remove_on_drop = Some(dir);
+    let mut failed = launched(
+        "no-driver",
+        json!({"boot_failure": "no_nvidia_driver"}),
+        free_port(),
+    );
     assert_eq!(
         failed
             .wait_exit(Duration::from_secs(20))
@@ -1450,14 +1425,11 @@ fn boots_that_are_slow_silent_or_short_lived() {
          and installed a driver from http://www.nvidia.com/Download/index.aspx"
     ));
 
-    let dir = temp_dir("standin-short");
-    let root = standin_install(
-        &dir,
+    let mut short = launched(
+        "short",
         json!({"exit_after_boot_s": 0.3, "crash_kind": "exit", "crash_boots": 1}),
+        free_port(),
     );
-    let port = free_port();
-    let mut short = Standin::start(&root, port, &[]);
-    short.remove_on_drop = Some(dir);
     assert!(short.wait_ready(Duration::from_secs(20)));
     assert_eq!(
         short
@@ -1465,7 +1437,8 @@ fn boots_that_are_slow_silent_or_short_lived() {
             .and_then(|s| s.code()),
         Some(1)
     );
-    let mut second = Standin::start(&root, port, &[]);
+    // The same install again: it counts its boots across restarts, so this one stays up.
+    let mut second = Standin::start(&short.root, short.port, &[]);
     assert!(second.wait_ready(Duration::from_secs(20)));
     std::thread::sleep(Duration::from_millis(600));
     assert!(
@@ -1480,8 +1453,7 @@ fn boots_that_are_slow_silent_or_short_lived() {
 #[test]
 #[ignore]
 fn the_checks_hold_against_a_real_server() {
-    let url = std::env::var("WAN_PILOT_COMFYUI_URL")
-        .expect("WAN_PILOT_COMFYUI_URL=http://127.0.0.1:PORT");
+    let url = common::comfyui_url();
     let port: u16 = url
         .rsplit(':')
         .next()
@@ -1504,8 +1476,7 @@ fn the_checks_hold_against_a_real_server() {
         "the same prompt, the same messages"
     );
     for (i, ((kind, a), (_, b))) in real_messages.iter().zip(&ours).enumerate() {
-        let mut out = Vec::new();
-        shape_diff(a, b, "", &["/nodes"], &mut out);
+        let out = shape_differences(a, b, &["/nodes"]);
         assert!(out.is_empty(), "message {i} ({kind}):\n{}", out.join("\n"));
     }
 }

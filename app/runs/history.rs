@@ -180,7 +180,7 @@ pub enum HistoryError {
 }
 
 /// A sidecar that could not be used as it is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SidecarProblem {
     pub path: PathBuf,
@@ -189,16 +189,6 @@ pub struct SidecarProblem {
     /// Set when a newer wan-pilot wrote it: the run is still listed, as far as this build
     /// understands the file.
     pub newer_version: Option<u32>,
-}
-
-impl Default for SidecarProblem {
-    fn default() -> Self {
-        SidecarProblem {
-            path: PathBuf::new(),
-            reason: String::new(),
-            newer_version: None,
-        }
-    }
 }
 
 impl std::fmt::Display for SidecarProblem {
@@ -227,24 +217,29 @@ pub fn output_name(run_dir: &Path, file: &Path) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// Writes the sidecar into `run_dir` (created if missing) atomically, stamped with this build's
-/// version; returns its path.
-pub fn write_sidecar(run_dir: &Path, sidecar: &Sidecar) -> Result<PathBuf, HistoryError> {
-    let path = sidecar_path(run_dir);
-    let encoded = if sidecar.version == SIDECAR_VERSION {
-        serde_json::to_vec_pretty(sidecar)
-    } else {
-        let mut current = sidecar.clone();
-        current.version = SIDECAR_VERSION;
-        serde_json::to_vec_pretty(&current)
-    };
-    let mut bytes = encoded.map_err(|source| HistoryError::Encode {
+/// Writes `value` to `path` as pretty JSON ending in a newline, atomically; returns the path.
+fn write_json(path: PathBuf, value: &impl Serialize) -> Result<PathBuf, HistoryError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|source| HistoryError::Encode {
         path: path.clone(),
         source,
     })?;
     bytes.push(b'\n');
     write_atomically(&path, &bytes)?;
     Ok(path)
+}
+
+/// Writes the sidecar into `run_dir` (created if missing) atomically, stamped with this build's
+/// version; returns its path.
+pub fn write_sidecar(run_dir: &Path, sidecar: &Sidecar) -> Result<PathBuf, HistoryError> {
+    let path = sidecar_path(run_dir);
+    // Only an older sidecar is copied to restamp it: a prompt can be large.
+    if sidecar.version == SIDECAR_VERSION {
+        write_json(path, sidecar)
+    } else {
+        let mut current = sidecar.clone();
+        current.version = SIDECAR_VERSION;
+        write_json(path, &current)
+    }
 }
 
 /// Reads one sidecar. A newer version is returned too, with the problem saying so; a file that
@@ -382,8 +377,7 @@ fn sidecar_files(
             continue;
         }
         let dir = entry.path();
-        let sidecar = sidecar_path(&dir);
-        if sidecar.is_file() {
+        if let Some(sidecar) = existing_sidecar(&dir) {
             found.push(sidecar);
             continue;
         }
@@ -400,15 +394,17 @@ fn sidecar_files(
         };
         for inner_entry in inner.flatten() {
             if inner_entry.file_type().is_ok_and(|t| t.is_dir()) {
-                let sidecar = sidecar_path(&inner_entry.path());
-                if sidecar.is_file() {
-                    found.push(sidecar);
-                }
+                found.extend(existing_sidecar(&inner_entry.path()));
             }
         }
     }
     found.sort();
     Ok(found)
+}
+
+/// The sidecar of `dir`, if it has one.
+fn existing_sidecar(dir: &Path) -> Option<PathBuf> {
+    Some(sidecar_path(dir)).filter(|sidecar| sidecar.is_file())
 }
 
 /// The history index: the list of runs of one output folder, as last scanned or recorded.
@@ -441,16 +437,20 @@ pub fn index_path(data_dir: &Path) -> PathBuf {
 
 /// Writes `history.json` in `data_dir` atomically; returns its path.
 pub fn save_index(data_dir: &Path, index: &HistoryIndex) -> Result<PathBuf, HistoryError> {
-    let path = index_path(data_dir);
     let mut current = index.clone();
     current.version = HISTORY_VERSION;
-    let mut bytes = serde_json::to_vec_pretty(&current).map_err(|source| HistoryError::Encode {
-        path: path.clone(),
-        source,
-    })?;
-    bytes.push(b'\n');
-    write_atomically(&path, &bytes)?;
-    Ok(path)
+    write_json(index_path(data_dir), &current)
+}
+
+/// A fresh index of `output_root`, from its sidecars.
+fn rebuild_index(output_root: &Path) -> Result<HistoryIndex, HistoryError> {
+    let scan = rebuild_history(output_root)?;
+    Ok(HistoryIndex {
+        version: HISTORY_VERSION,
+        output_root: output_root.to_path_buf(),
+        items: scan.items,
+        problems: scan.problems,
+    })
 }
 
 /// Why the index was not used as it was.
@@ -500,6 +500,23 @@ pub struct LoadedHistory {
     pub index: PathBuf,
 }
 
+impl LoadedHistory {
+    /// The list `index` holds, read from or saved to `index_path`; `rebuilt` says why the list
+    /// was rebuilt, when it was.
+    fn from_index(
+        index: HistoryIndex,
+        rebuilt: Option<String>,
+        index_path: PathBuf,
+    ) -> LoadedHistory {
+        LoadedHistory {
+            items: index.items,
+            problems: index.problems,
+            rebuilt,
+            index: index_path,
+        }
+    }
+}
+
 /// Loads the history index from `data_dir`, or rebuilds it from `output_root` when it is
 /// missing, unreadable, of another folder or of a newer build, and saves the rebuilt one (not
 /// over a newer build's file). Runs whose folder has gone are dropped from the list.
@@ -514,12 +531,7 @@ pub fn load_history(data_dir: &Path, output_root: &Path) -> Result<LoadedHistory
             if index.items.len() != before {
                 save_index(data_dir, &index)?;
             }
-            return Ok(LoadedHistory {
-                items: index.items,
-                problems: index.problems,
-                rebuilt: None,
-                index: path,
-            });
+            return Ok(LoadedHistory::from_index(index, None, path));
         }
         Err(IndexUnusable::Missing) => format!("{} was missing", path.display()),
         Err(IndexUnusable::Newer(reason)) | Err(IndexUnusable::Other(reason)) => {
@@ -527,25 +539,15 @@ pub fn load_history(data_dir: &Path, output_root: &Path) -> Result<LoadedHistory
         }
     };
     let newer = matches!(read_index(&path, output_root), Err(IndexUnusable::Newer(_)));
-    let scan = rebuild_history(output_root)?;
-    let index = HistoryIndex {
-        version: HISTORY_VERSION,
-        output_root: output_root.to_path_buf(),
-        items: scan.items,
-        problems: scan.problems,
-    };
+    let index = rebuild_index(output_root)?;
     if !newer {
         save_index(data_dir, &index)?;
     }
-    Ok(LoadedHistory {
-        items: index.items,
-        problems: index.problems,
-        rebuilt: Some(format!(
-            "{why}; the list was rebuilt from the run folders in {}",
-            output_root.display()
-        )),
-        index: path,
-    })
+    let rebuilt = format!(
+        "{why}; the list was rebuilt from the run folders in {}",
+        output_root.display()
+    );
+    Ok(LoadedHistory::from_index(index, Some(rebuilt), path))
 }
 
 /// Adds (or replaces, by run folder) one run in the history index after its sidecar was
@@ -560,15 +562,7 @@ pub fn add_to_history(
     let mut index = match read_index(&path, output_root) {
         Ok(index) => index,
         Err(IndexUnusable::Newer(_)) => return Ok(path),
-        Err(_) => {
-            let scan = rebuild_history(output_root)?;
-            HistoryIndex {
-                version: HISTORY_VERSION,
-                output_root: output_root.to_path_buf(),
-                items: scan.items,
-                problems: scan.problems,
-            }
-        }
+        Err(_) => rebuild_index(output_root)?,
     };
     index.items.retain(|item| item.run_dir != run_dir);
     index

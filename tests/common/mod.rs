@@ -100,3 +100,43 @@ pub fn differences(expected: &Value, got: &Value) -> Vec<String> {
     }
     out
 }
+
+/// The real ComfyUI server the ignored tests run against, from `WAN_PILOT_COMFYUI_URL`.
+pub fn comfyui_url() -> String {
+    std::env::var("WAN_PILOT_COMFYUI_URL")
+        .expect("WAN_PILOT_COMFYUI_URL names the ComfyUI server to test against")
+}
+
+/// One HTTP/1.1 request to a server on loopback (`base` is `http://HOST:PORT`), with `body` as
+/// JSON; returns the status and the JSON reply (null when the reply is not JSON). Plain
+/// std::net, so these checks do not go through wan-pilot's own client.
+pub fn http_json(base: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    use std::io::{Read, Write};
+
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to ComfyUI");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    // aiohttp answers without chunking for JSON replies.
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
