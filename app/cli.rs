@@ -609,7 +609,11 @@ async fn run_async(
         }
         None => {
             let install = crate::comfy::install::discover(options.comfyui_dir.as_deref())
-                .map_err(Failure::new)?;
+                .map_err(|e| {
+                    Failure::new(format!(
+                        "{e}; give its folder with --comfyui DIR or a running server with --server URL"
+                    ))
+                })?;
             let flags = {
                 let install = install.clone();
                 tokio::task::spawn_blocking(move || crate::comfy::install::read_help(&install))

@@ -18,6 +18,9 @@ use wan_pilot::cli;
 struct Args {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Open the window, render it, write a PNG screenshot here and exit.
+    #[arg(long, value_name = "PATH")]
+    screenshot: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -163,7 +166,7 @@ enum Command {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
-        None => cli::not_available("the window", "issue 5"),
+        None => return window(args.screenshot),
         Some(Command::Inspect {
             file,
             json,
@@ -276,6 +279,17 @@ fn main() -> ExitCode {
         Err(failure) => {
             eprintln!("wan-pilot: {failure}");
             ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+/// The window (no subcommand); with `--screenshot PATH` it renders once, writes the PNG and exits.
+fn window(screenshot: Option<PathBuf>) -> ExitCode {
+    match wan_pilot::ui::run_window(wan_pilot::ui::WindowOptions { screenshot }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("wan-pilot: {message}");
+            ExitCode::from(2)
         }
     }
 }

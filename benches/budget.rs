@@ -9,6 +9,7 @@ use wan_pilot::budget::comfyui::WanVae;
 use wan_pilot::budget::physical::{Coefficients, DitSize, TorchGeneration};
 use wan_pilot::budget::projection::{Card, Expert, Settings, Workload, project};
 use wan_pilot::budget::time::{DitShape, TimeCoefficients, fp16_tensor_tflops};
+use wan_pilot::policy::zones::{BudgetView, CardLines};
 use wan_pilot::policy::{choose, largest_safe_frames};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -62,6 +63,25 @@ fn main() {
     });
     println!(
         "safe length per mode over 61 frame counts (1..=241): {:.1} µs",
+        ns / 1000.0
+    );
+
+    // The budget panel's data: every mode's parts, zone and reasons at all 61 lengths, plus the
+    // slider's zone ranges; a worker computes it once per workflow/card/settings change.
+    let lines = CardLines {
+        name: "RTX 5090".into(),
+        total_bytes: card.total_bytes,
+        free_bytes: card.free_bytes,
+        reserve_bytes: settings.reserve_bytes,
+        margin_bytes: settings.margin_bytes,
+    };
+    let ns = timing::median_ns(20, 10, || {
+        std::hint::black_box(BudgetView::compute(lines.clone(), None, |frames| {
+            project(&card, &workload, &settings, &coefficients, &timing, frames)
+        }));
+    });
+    println!(
+        "budget view with slider zones over 61 frame counts (1..=241): {:.1} µs",
         ns / 1000.0
     );
 }

@@ -214,10 +214,21 @@ fn broken_graphs_are_refused_not_half_converted() {
 }
 
 #[test]
-fn the_window_says_it_is_not_available_yet() {
-    let output = wan_pilot(&[]);
+fn the_window_says_in_one_line_when_there_is_no_display() {
+    let output = Command::new(env!("CARGO_BIN_EXE_wan-pilot"))
+        .env("WAN_PILOT_DATA_DIR", temp_dir("no-display"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not available yet"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("wan-pilot: the window could not open"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("DISPLAY"), "{stderr}");
 }
 
 #[test]

@@ -234,7 +234,7 @@ pub fn discover(configured: Option<&Path>) -> Result<Install, String> {
         }
     }
     Err(format!(
-        "no ComfyUI found (looked in {}); give its folder with --comfyui DIR or a running server with --server URL",
+        "no ComfyUI found (looked in {})",
         if looked.is_empty() {
             "no known places".to_string()
         } else {

@@ -3,6 +3,8 @@
 //! frame count per mode (the slider's zones), and the ladder to step down after an out-of-memory.
 //! Pure: it reads projections, it measures nothing.
 
+pub mod zones;
+
 use serde::Serialize;
 
 use crate::budget::calibrate::Calibrated;

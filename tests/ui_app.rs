@@ -1,0 +1,244 @@
+//! The whole window in egui_kittest with the real worker and the stand-in ComfyUI: open a
+//! shared workflow, see its frame node and size, change the length, start the server, run,
+//! follow the stages, list the outputs, and see an out-of-memory retry.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use serde_json::json;
+use wan_pilot::logic::{Command, RunOutcome, WindowSettings};
+use wan_pilot::ui::WanPilotApp;
+
+const WORKFLOW: &str = "official_wan22_14B_t2v_flat.json";
+
+struct Setup {
+    dir: PathBuf,
+    comfy: PathBuf,
+}
+
+fn setup(name: &str, scenario: serde_json::Value) -> Setup {
+    let dir = common::standin::temp_dir(&format!("ui-{name}"));
+    let comfy = common::standin::standin_install(&dir, scenario);
+    Setup { dir, comfy }
+}
+
+/// One data folder (and runs folder) for the whole test process: the library records history
+/// and calibration in `WAN_PILOT_DATA_DIR`, which is process-wide.
+fn shared_data_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = common::standin::temp_dir("ui-data");
+        // SAFETY: set once, before any app in this process reads it.
+        unsafe { std::env::set_var("WAN_PILOT_DATA_DIR", &dir) };
+        dir
+    })
+    .clone()
+}
+
+fn harness(setup: &Setup) -> Harness<'static, WanPilotApp> {
+    let data_dir = shared_data_dir();
+    let settings = WindowSettings {
+        comfyui_dir: Some(setup.comfy.clone()),
+        output_dir: Some(data_dir.join("runs")),
+        port: common::standin::free_port(),
+        ..WindowSettings::default()
+    };
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(move |cc| {
+            WanPilotApp::new(&cc.egui_ctx, settings, data_dir).expect("the app starts")
+        })
+}
+
+/// Steps the window (real time passes: the worker and the server are real) until `done`.
+fn step_until(
+    harness: &mut Harness<'static, WanPilotApp>,
+    what: &str,
+    within: Duration,
+    done: impl Fn(&Harness<'static, WanPilotApp>) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        harness.step();
+        if done(harness) {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what}: not within {within:?}; state: server {:?}, run {:?}, toasts {:?}",
+                harness.state().state().server,
+                harness.state().state().run,
+                harness.state().state().toasts
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn shows(harness: &Harness<'static, WanPilotApp>, text: &str) -> bool {
+    harness.query_all_by_label_contains(text).next().is_some()
+}
+
+fn open_by_typed_path(harness: &mut Harness<'static, WanPilotApp>, path: &Path) {
+    harness.get_by_label("Path:").focus();
+    harness.step();
+    harness
+        .get_by_label("Path:")
+        .type_text(&path.display().to_string());
+    harness.step();
+    harness.get_by_label("Open path").click();
+    step_until(
+        harness,
+        "the workflow is read",
+        Duration::from_secs(30),
+        |h| h.state().state().workflow.is_some(),
+    );
+    harness.step();
+}
+
+#[test]
+fn open_plan_start_run_and_list_the_outputs() {
+    let setup = setup("run", json!({}));
+    let mut harness = harness(&setup);
+    step_until(
+        &mut harness,
+        "ComfyUI found",
+        Duration::from_secs(20),
+        |h| {
+            matches!(
+                h.state().state().setup,
+                wan_pilot::logic::Setup::Found { .. }
+            )
+        },
+    );
+    open_by_typed_path(&mut harness, &common::corpus_file(WORKFLOW));
+    assert!(
+        shows(&harness, "EmptyHunyuanLatentVideo #74.length"),
+        "the frame node is shown"
+    );
+    assert!(shows(&harness, "640×640"), "the size is shown");
+    assert_eq!(harness.state().state().frames, 81);
+    // Without NVML the plan is for the picked card, and the window says so.
+    if harness.state().state().projection_for_picked_card.is_some() {
+        assert!(shows(&harness, "GeForce RTX 5090"));
+    }
+    let plan_at_81 = harness.state().state().plan.clone();
+    harness.state_mut().send(Command::SetFrames(13));
+    harness.step();
+    assert_eq!(harness.state().state().frames, 13);
+    if let (Some(at_81), Some(at_13)) = (plan_at_81, harness.state().state().plan.clone()) {
+        // (Peaks need not fall: fewer frames leave room for more resident weights.)
+        assert!(at_13.projection.tokens < at_81.projection.tokens);
+        assert!(
+            at_13.predicted_s < at_81.predicted_s,
+            "fewer frames, less time"
+        );
+    }
+    // The typed path depends on where the checkout is: masked.
+    let path_field = harness.get_by_label("Path:").rect();
+    harness.mask(path_field);
+    harness.snapshot("ui_app_opened");
+
+    harness.get_by_label("Start").click();
+    step_until(&mut harness, "server ready", Duration::from_secs(60), |h| {
+        shows(h, "Server: Ready")
+    });
+    step_until(
+        &mut harness,
+        "log lines shown",
+        Duration::from_secs(10),
+        |h| !h.state().state().log.lines.is_empty(),
+    );
+
+    harness.get_by_label("Run").click();
+    let mut stages: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        harness.step();
+        if let Some(stage) = harness.state().state().run.stage.clone()
+            && stages.last() != Some(&stage)
+        {
+            stages.push(stage);
+        }
+        if harness.state().state().run.finished.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not finish: {stages:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    harness.step();
+    let run = &harness.state().state().run;
+    assert!(
+        matches!(run.finished, Some(RunOutcome::Done { .. })),
+        "{:?} {:?}",
+        run.finished,
+        run.messages
+    );
+    assert!(stages.iter().any(|s| s.contains("sampling")), "{stages:?}");
+    assert!(
+        run.outputs
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "mp4"))
+    );
+    assert!(shows(&harness, "files"), "the outputs are listed");
+    assert!(shows(&harness, "Done in"));
+    step_until(
+        &mut harness,
+        "history reloaded",
+        Duration::from_secs(10),
+        |h| !h.state().state().history.is_empty(),
+    );
+
+    harness.get_by_label("Stop").click();
+    step_until(
+        &mut harness,
+        "server stopped",
+        Duration::from_secs(30),
+        |h| shows(h, "Server: Stopped"),
+    );
+    drop(harness);
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
+
+#[test]
+fn an_out_of_memory_run_shows_the_retry() {
+    let setup = setup("oom", json!({"oom_runs": 1}));
+    let mut harness = harness(&setup);
+    open_by_typed_path(&mut harness, &common::corpus_file(WORKFLOW));
+    harness.state_mut().send(Command::SetFrames(13));
+    harness.state_mut().send(Command::SetCompileOverride(Some(
+        wan_pilot::workflow::edit::CompileMode::MaxAutotune,
+    )));
+    harness.step();
+    // Run starts the server itself when none runs.
+    harness.get_by_label("Run").click();
+    step_until(
+        &mut harness,
+        "the run ends",
+        Duration::from_secs(180),
+        |h| h.state().state().run.finished.is_some(),
+    );
+    harness.step();
+    let run = &harness.state().state().run;
+    let oom = run.oom.clone().unwrap_or_default();
+    assert!(oom.contains("ran out of GPU memory"), "{:?}", run.messages);
+    assert!(oom.contains("Retrying with compile"), "{oom}");
+    assert!(
+        shows(&harness, "ran out of GPU memory"),
+        "the retry is on screen"
+    );
+    assert!(
+        matches!(run.finished, Some(RunOutcome::Done { .. })),
+        "{:?}",
+        run.finished
+    );
+    drop(harness);
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
