@@ -7,8 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use serde_json::json;
 use wan_pilot::logic::{Command, RunOutcome, WindowSettings};
 use wan_pilot::ui::WanPilotApp;
@@ -40,13 +41,22 @@ fn shared_data_dir() -> PathBuf {
 }
 
 fn harness(setup: &Setup) -> Harness<'static, WanPilotApp> {
+    harness_with(setup, |_| {})
+}
+
+/// The app with the stand-in's folder and a free port, and `adjust` applied to the settings.
+fn harness_with(
+    setup: &Setup,
+    adjust: impl FnOnce(&mut WindowSettings),
+) -> Harness<'static, WanPilotApp> {
     let data_dir = shared_data_dir();
-    let settings = WindowSettings {
+    let mut settings = WindowSettings {
         comfyui_dir: Some(setup.comfy.clone()),
         output_dir: Some(data_dir.join("runs")),
         port: common::standin::free_port(),
         ..WindowSettings::default()
     };
+    adjust(&mut settings);
     Harness::builder()
         .with_size([1280.0, 800.0])
         .build_eframe(move |cc| {
@@ -240,5 +250,114 @@ fn an_out_of_memory_run_shows_the_retry() {
         run.finished
     );
     drop(harness);
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
+
+/// The labels of the budget bar's parts and zone rows, as a screen reader reads them.
+fn image_labels(harness: &Harness<'static, WanPilotApp>) -> Vec<String> {
+    harness
+        .query_all_by_role(Role::Image)
+        .filter_map(|node| node.accesskit_node().label())
+        .collect()
+}
+
+/// The line next to the compile mode ("Auto: off — fits with …").
+fn mode_line(harness: &Harness<'static, WanPilotApp>) -> String {
+    harness
+        .query_all_by_label_contains("Auto: ")
+        .filter_map(|node| {
+            let node = node.accesskit_node();
+            node.label().or_else(|| node.value())
+        })
+        .next()
+        .unwrap_or_default()
+}
+
+fn set_frames_by_slider(harness: &mut Harness<'static, WanPilotApp>, frames: u32) {
+    harness
+        .get_by_role_and_label(Role::Slider, "Frames")
+        .set_value_accesskit(f64::from(frames));
+    harness.step();
+    harness.step();
+    assert_eq!(harness.state().state().frames, frames);
+}
+
+#[test]
+fn the_slider_changes_the_bar_and_the_mode() {
+    // The shared text-to-video workflow planned for a 16 GB card: at 33 frames nothing fits and
+    // Auto takes the mode that needs least (default); at 81 the weights are streamed and Auto
+    // takes off (`wan-pilot plan --gpu "RTX 4080"` shows the same).
+    let setup = setup("budget", json!({}));
+    let mut harness = harness_with(&setup, |settings| {
+        settings.picked_card = "GeForce RTX 4080".into();
+    });
+    open_by_typed_path(&mut harness, &common::corpus_file(WORKFLOW));
+    assert!(
+        harness.state().state().budget.is_some(),
+        "{:?}",
+        harness.state().state().plan_problem
+    );
+    set_frames_by_slider(&mut harness, 33);
+    let (bar_33, mode_33) = (image_labels(&harness), mode_line(&harness));
+    set_frames_by_slider(&mut harness, 81);
+    let (bar_81, mode_81) = (image_labels(&harness), mode_line(&harness));
+    println!("33: {mode_33}\n81: {mode_81}");
+    assert!(bar_33.iter().any(|l| l.starts_with("Resident weights")));
+    assert_ne!(bar_33, bar_81, "the bar's parts change with the length");
+    assert!(mode_33.starts_with("Auto: ") && mode_81.starts_with("Auto: "));
+    assert_ne!(mode_33, mode_81, "the mode line changes with the length");
+    let state = harness.state().state();
+    if state.projection_for_picked_card.is_some() {
+        // The planned card (no NVML here): the chosen mode itself differs.
+        let budget = state.budget.clone().unwrap_or_else(|| unreachable!());
+        let chosen = |frames| budget.at(frames).map(|l| l.chosen);
+        assert_ne!(chosen(33), chosen(81), "{mode_33} / {mode_81}");
+        assert_eq!(
+            state.plan.as_ref().map(|p| p.mode.clone()),
+            chosen(81).map(|m| m.to_string())
+        );
+    }
+    drop(harness);
+    let _ = std::fs::remove_dir_all(&setup.dir);
+}
+
+#[test]
+fn a_setting_changed_in_the_window_is_in_the_file() {
+    let setup = setup("settings", json!({}));
+    let data_dir = shared_data_dir();
+    let settings_file = wan_pilot::settings::settings_path(&data_dir);
+    let mut harness = harness(&setup);
+    harness.step();
+    harness.get_by_label("Settings").click();
+    step_until(
+        &mut harness,
+        "the settings window opens",
+        Duration::from_secs(5),
+        |h| shows(h, "Extra launch arguments"),
+    );
+    harness.get_by_label("Extra launch arguments").focus();
+    harness.step();
+    harness
+        .get_by_label("Extra launch arguments")
+        .type_text("--lowvram --preview-method auto");
+    harness.step();
+    harness.get_by_label("Save").click();
+    step_until(
+        &mut harness,
+        "the settings are saved",
+        Duration::from_secs(20),
+        |h| h.state().state().settings.extra_args == ["--lowvram", "--preview-method", "auto"],
+    );
+    drop(harness);
+    let loaded = wan_pilot::settings::load_settings_in(&data_dir).expect("the file reads");
+    assert!(settings_file.exists());
+    assert_eq!(
+        loaded.settings.extra_args,
+        ["--lowvram", "--preview-method", "auto"]
+    );
+    assert_eq!(
+        loaded.settings.comfyui_dir.as_deref(),
+        Some(setup.comfy.as_path())
+    );
     let _ = std::fs::remove_dir_all(&setup.dir);
 }

@@ -6,9 +6,11 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::budget::physical::uses_cuda_graphs;
 use crate::budget::projection::FrameProjection;
 use crate::comfy::server::ServerState;
 use crate::policy::Choice;
+use crate::policy::zones::BudgetView;
 use crate::runs::history::HistoryItem;
 use crate::runs::plan::Planner;
 use crate::runs::run::RunEvent;
@@ -72,6 +74,52 @@ impl Default for WindowSettings {
     }
 }
 
+impl WindowSettings {
+    /// The settings file's values; the port is not kept in the file (8188 first, then the next
+    /// free one).
+    pub fn from_file(file: &crate::settings::Settings) -> WindowSettings {
+        WindowSettings {
+            comfyui_dir: file.comfyui_dir.clone(),
+            server_url: file.server_url.clone(),
+            extra_args: file.extra_args.clone(),
+            reserve_gib: file.reserve_vram_gib,
+            margin_gib: file.margin_gib,
+            auto_oom_retry: file.oom_retry,
+            output_dir: file.output_dir.clone(),
+            theme: match file.theme {
+                crate::settings::Theme::System => Theme::System,
+                crate::settings::Theme::Dark => Theme::Dark,
+                crate::settings::Theme::Light => Theme::Light,
+            },
+            picked_card: file
+                .picked_card
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CARD.to_string()),
+            ..WindowSettings::default()
+        }
+    }
+
+    /// What the settings file keeps of these settings.
+    pub fn to_file(&self) -> crate::settings::Settings {
+        crate::settings::Settings {
+            comfyui_dir: self.comfyui_dir.clone(),
+            server_url: self.server_url.clone(),
+            extra_args: self.extra_args.clone(),
+            reserve_vram_gib: self.reserve_gib,
+            margin_gib: self.margin_gib,
+            oom_retry: self.auto_oom_retry,
+            output_dir: self.output_dir.clone(),
+            theme: match self.theme {
+                Theme::System => crate::settings::Theme::System,
+                Theme::Dark => crate::settings::Theme::Dark,
+                Theme::Light => crate::settings::Theme::Light,
+            },
+            picked_card: (self.picked_card != DEFAULT_CARD).then(|| self.picked_card.clone()),
+            ..crate::settings::Settings::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Theme {
     System,
@@ -110,6 +158,8 @@ pub struct PlanView {
     pub peak_gib: Option<f64>,
     pub fits: bool,
     pub projection: FrameProjection,
+    /// Server flags the mode used needs (`--disable-cuda-malloc` for the CUDA-graph modes).
+    pub launch_flags: Vec<String>,
 }
 
 /// The server as the window shows it.
@@ -318,6 +368,9 @@ pub struct AppState {
     /// Why there is no plan (not a Wan workflow, no card…).
     pub plan_problem: Option<String>,
     pub plan: Option<PlanView>,
+    /// The budget panel's numbers for every length (computed by the worker per workflow, card
+    /// and settings).
+    pub budget: Option<Arc<BudgetView>>,
     /// The chosen length, 4n+1.
     pub frames: u32,
     pub compile_override: Option<CompileMode>,
@@ -330,6 +383,8 @@ pub struct AppState {
     pub log: LogRing,
     pub history: Vec<HistoryItem>,
     pub history_problems: Vec<String>,
+    /// The flags the managed server was started with (`None`: none started, or attached).
+    pub server_launch_flags: Option<Vec<String>>,
     pub settings: WindowSettings,
     pub setup: Setup,
     pub toasts: Vec<Toast>,
@@ -355,6 +410,9 @@ pub enum Command {
     Cancel,
     /// Plan for this card (no NVIDIA GPU found).
     PickCard(String),
+    /// The server flags the chosen mode needs; the next (re)start of the managed server uses
+    /// them.
+    SetLaunchFlags(Vec<String>),
     SaveSettings(WindowSettings),
     ReloadHistory,
     /// Stop the server and end the worker.
@@ -386,6 +444,8 @@ pub enum Event {
     WorkflowLoaded {
         summary: WorkflowSummary,
         planner: Option<Arc<Planner>>,
+        /// Every length's budget, when there is a planner.
+        budget: Option<Arc<BudgetView>>,
         plan_problem: Option<String>,
         /// The card the plan is for when it was picked, not found.
         picked_card: Option<String>,
@@ -425,6 +485,8 @@ pub enum Event {
         problems: Vec<String>,
     },
     SettingsSaved(WindowSettings),
+    /// A managed server was set up with these flags (`None`: no managed server any more).
+    ServerLaunchFlags(Option<Vec<String>>),
     Notice(String),
     Error(String),
 }
@@ -445,7 +507,10 @@ impl AppState {
 
     /// Sets the length (snapped to 4n+1) and recomputes the plan.
     pub fn set_frames(&mut self, frames: u32) {
-        self.frames = snap_frames(frames.max(1));
+        self.frames = match &self.budget {
+            Some(budget) => budget.clamp_frames(frames.max(1)),
+            None => snap_frames(frames.max(1)),
+        };
         self.replan();
     }
 
@@ -474,6 +539,22 @@ impl AppState {
             seed: Some(seed),
             prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
         })
+    }
+
+    /// The flags the chosen mode needs that the running managed server lacks: a restart applies
+    /// them. Empty when nothing runs, the server is attached, or nothing is missing.
+    pub fn flags_needing_restart(&self) -> Vec<String> {
+        let (Some(plan), Some(running)) = (&self.plan, &self.server_launch_flags) else {
+            return Vec::new();
+        };
+        if matches!(self.server, ServerView::Ready { attached: true, .. }) {
+            return Vec::new();
+        }
+        plan.launch_flags
+            .iter()
+            .filter(|flag| !running.contains(flag))
+            .cloned()
+            .collect()
     }
 
     /// Whether Run is possible now, or why not.
@@ -507,7 +588,13 @@ pub fn plan_view(planner: &Planner, frames: u32, override_mode: Option<CompileMo
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| choice.mode.to_string());
     let chosen = projection.modes.iter().find(|m| m.mode == mode);
+    let launch_flags = if CompileMode::parse(&mode).is_some_and(uses_cuda_graphs) {
+        vec![DISABLE_CUDA_MALLOC.to_string()]
+    } else {
+        Vec::new()
+    };
     PlanView {
+        launch_flags,
         frames,
         mode: mode.clone(),
         predicted_s: chosen.map(|m| m.time.total_s),
@@ -520,6 +607,9 @@ pub fn plan_view(planner: &Planner, frames: u32, override_mode: Option<CompileMo
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// The server flag CUDA graphs need (PyTorch's caching allocator instead of cudaMallocAsync).
+pub const DISABLE_CUDA_MALLOC: &str = "--disable-cuda-malloc";
+
 /// Folds one worker event into the state.
 pub fn apply(state: &mut AppState, event: Event) {
     match event {
@@ -527,6 +617,7 @@ pub fn apply(state: &mut AppState, event: Event) {
         Event::WorkflowLoaded {
             summary,
             planner,
+            budget,
             plan_problem,
             picked_card,
         } => {
@@ -537,6 +628,7 @@ pub fn apply(state: &mut AppState, event: Event) {
             state.inputs.size = summary.size;
             state.workflow = Some(summary);
             state.planner = planner;
+            state.budget = budget;
             state.plan_problem = plan_problem;
             state.projection_for_picked_card = picked_card;
             state.replan();
@@ -618,6 +710,7 @@ pub fn apply(state: &mut AppState, event: Event) {
             state.settings = settings;
             state.toast("Settings saved", false);
         }
+        Event::ServerLaunchFlags(flags) => state.server_launch_flags = flags,
         Event::Notice(text) => state.toast(text, false),
         Event::Error(text) => state.toast(text, true),
     }
@@ -707,6 +800,7 @@ mod tests {
             Event::WorkflowLoaded {
                 summary: summary(),
                 planner: None,
+                budget: None,
                 plan_problem: Some("no card".into()),
                 picked_card: None,
             },
@@ -718,6 +812,26 @@ mod tests {
         assert!(state.run_request(7).is_some());
         state.set_frames(50);
         assert_eq!(state.frames, 49);
+    }
+
+    #[test]
+    fn window_settings_map_to_the_file_and_back() {
+        let settings = WindowSettings {
+            comfyui_dir: Some(PathBuf::from("/c")),
+            server_url: Some("http://h:1".into()),
+            extra_args: vec!["--lowvram".into()],
+            reserve_gib: Some(1.5),
+            margin_gib: 3.0,
+            auto_oom_retry: false,
+            output_dir: Some(PathBuf::from("/o")),
+            theme: Theme::Dark,
+            picked_card: "GeForce RTX 4090".into(),
+            port: 8188,
+        };
+        assert_eq!(WindowSettings::from_file(&settings.to_file()), settings);
+        let defaults = WindowSettings::default();
+        assert_eq!(defaults.to_file().picked_card, None);
+        assert_eq!(WindowSettings::from_file(&defaults.to_file()), defaults);
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct WanPilotApp {
     local: UiLocal,
     screenshot: Option<ScreenshotJob>,
     applied_theme: Option<Theme>,
+    /// The launch flags last told to the worker.
+    sent_launch_flags: Vec<String>,
 }
 
 impl WanPilotApp {
@@ -70,6 +72,7 @@ impl WanPilotApp {
             local: UiLocal::default(),
             screenshot: None,
             applied_theme: None,
+            sent_launch_flags: Vec::new(),
         })
     }
 
@@ -85,6 +88,22 @@ impl WanPilotApp {
             Command::SetCompileOverride(mode) => self.state.set_compile_override(mode),
             other => self.worker.commands.send(other),
         }
+        self.sync_launch_flags();
+    }
+
+    /// Tells the worker when the chosen mode's server flags change (the next server start or
+    /// restart uses them).
+    fn sync_launch_flags(&mut self) {
+        let wanted = self
+            .state
+            .plan
+            .as_ref()
+            .map(|plan| plan.launch_flags.clone())
+            .unwrap_or_default();
+        if wanted != self.sent_launch_flags {
+            self.sent_launch_flags = wanted.clone();
+            self.worker.commands.send(Command::SetLaunchFlags(wanted));
+        }
     }
 
     /// Folds the worker's events into the state; keys; the screenshot job.
@@ -92,6 +111,7 @@ impl WanPilotApp {
         for event in self.worker.events.drain() {
             logic::apply(&mut self.state, event);
         }
+        self.sync_launch_flags();
         if self.applied_theme != Some(self.state.settings.theme) {
             ctx.set_theme(match self.state.settings.theme {
                 Theme::System => egui::ThemePreference::System,
@@ -260,12 +280,25 @@ pub struct WindowOptions {
 /// Opens the window and returns when it is closed. With `screenshot`, exits after writing it.
 pub fn run_window(options: WindowOptions) -> Result<(), String> {
     let data_dir = crate::runs::store::data_dir().map_err(|e| e.to_string())?;
-    let settings = WindowSettings {
-        comfyui_dir: std::env::var_os("WAN_PILOT_COMFYUI_DIR")
-            .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from),
-        ..WindowSettings::default()
+    // One small file, read before the window opens (the UI thread never reads files).
+    let (mut settings, settings_notice) = match crate::settings::load_settings_in(&data_dir) {
+        Ok(loaded) => (
+            WindowSettings::from_file(&loaded.settings),
+            loaded
+                .message()
+                .map(|text| (text, loaded.set_aside.is_some())),
+        ),
+        Err(e) => (
+            WindowSettings::default(),
+            Some((
+                format!("The settings could not be read ({e}); using the defaults."),
+                true,
+            )),
+        ),
     };
+    if let Some(dir) = std::env::var_os("WAN_PILOT_COMFYUI_DIR").filter(|dir| !dir.is_empty()) {
+        settings.comfyui_dir = Some(PathBuf::from(dir));
+    }
     let mut viewport = egui::ViewportBuilder::default()
         .with_title("wan-pilot")
         .with_app_id("wan-pilot")
@@ -289,6 +322,14 @@ pub fn run_window(options: WindowOptions) -> Result<(), String> {
         native,
         Box::new(move |cc| {
             let mut app = WanPilotApp::new(&cc.egui_ctx, settings, data_dir)?;
+            if let Some((text, is_error)) = settings_notice {
+                let event = if is_error {
+                    logic::Event::Error(text)
+                } else {
+                    logic::Event::Notice(text)
+                };
+                logic::apply(&mut app.state, event);
+            }
             app.screenshot = screenshot.map(|path| ScreenshotJob {
                 path,
                 started: Instant::now(),

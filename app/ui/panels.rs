@@ -6,7 +6,6 @@ use egui::{Color32, RichText, Ui};
 
 use super::{DrawerTab, UiLocal};
 use crate::logic::{AppState, Command, RunOutcome, Setup, WAN_SIZES};
-use crate::workflow::edit::CompileMode;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -35,7 +34,8 @@ pub fn left_ui(ui: &mut Ui, state: &mut AppState, local: &mut UiLocal, outbox: &
     if let Some(file) = &state.opening {
         ui.horizontal(|ui| {
             ui.spinner();
-            ui.label(format!("Reading {}", file.display()));
+            // Truncated: a long path must not widen the panel for good.
+            ui.add(egui::Label::new(format!("Reading {}", file.display())).truncate());
         });
     }
     match &state.workflow {
@@ -149,9 +149,7 @@ pub fn left_ui(ui: &mut Ui, state: &mut AppState, local: &mut UiLocal, outbox: &
 /// Returns whether Run was clicked.
 pub fn centre_ui(ui: &mut Ui, state: &AppState, outbox: &mut Vec<Command>) -> bool {
     let mut run_clicked = false;
-    ui.heading("Length and memory");
-    budget_placeholder_ui(ui, state, outbox);
-    ui.separator();
+    // Run first: the budget panel below is tall, and Run must never be cut off.
     ui.horizontal(|ui| {
         let blocker = state.run_blocker();
         let run = ui
@@ -174,88 +172,79 @@ pub fn centre_ui(ui: &mut Ui, state: &AppState, outbox: &mut Vec<Command>) -> bo
         }
     });
     progress_ui(ui, state);
+    ui.separator();
+    ui.heading("Length and memory");
+    budget_panel_ui(ui, state, outbox);
     run_clicked
 }
 
-// INTEGRATION POINT (helper "budget-view"): replace the body with
-// `super::budget_ui::budget_ui(ui, &view, &mut frames, &mut mode_override)` once
-// app/ui/budget_ui.rs lands; the frame slider and the stacked VRAM bar come from there.
-fn budget_placeholder_ui(ui: &mut Ui, state: &AppState, outbox: &mut Vec<Command>) {
-    let mut frames = state.frames;
-    let fps = state.workflow.as_ref().and_then(|w| w.fps).unwrap_or(16.0);
-    ui.horizontal(|ui| {
-        let slider = ui.add(
-            egui::Slider::new(&mut frames, 1..=241)
-                .step_by(4.0)
-                .text("frames"),
-        );
-        if slider.changed() {
-            outbox.push(Command::SetFrames(frames));
-        }
-        ui.label(format!(
-            "{:.1} s at {fps} fps",
-            f64::from(state.frames) / fps.max(1.0)
-        ));
-    });
-    let mut mode = state.compile_override;
-    ui.horizontal(|ui| {
-        let label = ui.label("Compile mode");
-        egui::ComboBox::from_id_salt("compile_mode")
-            .selected_text(mode.map_or("Auto", |m| m.as_str()))
-            .show_ui(ui, |ui| {
-                ui.selectable_value(&mut mode, None, "Auto")
-                    .on_hover_text("wan-pilot picks the fastest mode that fits");
-                for candidate in CompileMode::ALL {
-                    ui.selectable_value(&mut mode, Some(candidate), candidate.as_str());
-                }
-            })
-            .response
-            .labelled_by(label.id);
-    });
-    if mode != state.compile_override {
-        outbox.push(Command::SetCompileOverride(mode));
-    }
-    match (&state.plan, &state.plan_problem) {
-        (Some(plan), _) => {
-            let total = state
-                .planner
-                .as_ref()
-                .map(|p| p.facts.total_bytes as f64 / GIB);
-            ui.label(RichText::new(format!("Mode: {}", plan.mode)).strong())
-                .on_hover_text(plan.choice.reasons.join("\n"));
-            ui.label(&plan.choice.summary);
-            if let (Some(peak), Some(total)) = (plan.peak_gib, total) {
-                let colour = if plan.fits {
-                    Color32::from_rgb(80, 180, 90)
-                } else {
-                    Color32::from_rgb(220, 70, 60)
-                };
-                ui.label(
-                    RichText::new(format!(
-                        "Predicted sampling peak {peak:.1} GiB of {total:.1} GiB — {}",
-                        if plan.fits {
-                            "fits"
-                        } else {
-                            "predicted to run out of memory"
-                        }
-                    ))
-                    .color(colour),
-                );
+/// The budget panel (slider, stacked bar, mode) for the open workflow; the length and the
+/// override go back as commands.
+fn budget_panel_ui(ui: &mut Ui, state: &AppState, outbox: &mut Vec<Command>) {
+    match (&state.budget, &state.plan_problem) {
+        (Some(view), _) => {
+            let mut frames = state.frames;
+            let mut mode_override = state.compile_override;
+            let response = super::budget_ui::budget_ui(ui, view, &mut frames, &mut mode_override);
+            if response.frames_changed && frames != state.frames {
+                outbox.push(Command::SetFrames(frames));
             }
-            if let Some(seconds) = plan.predicted_s {
-                ui.label(format!("Predicted time: {}", duration_words(seconds)));
+            if response.mode_changed && mode_override != state.compile_override {
+                outbox.push(Command::SetCompileOverride(mode_override));
             }
             if let Some(card) = &state.projection_for_picked_card {
                 ui.label(
                     RichText::new(format!("Projection for {card} (no NVIDIA GPU found)")).italics(),
                 );
             }
+            launch_flags_ui(ui, state, outbox);
         }
         (None, Some(problem)) => {
             ui.label(RichText::new(format!("No budget: {problem}")).weak());
         }
+        (None, None) if state.workflow.is_none() => {
+            ui.label(RichText::new("Open a workflow to see its length and memory.").weak());
+        }
         (None, None) => {}
     }
+}
+
+/// The server flags the mode needs, and a restart when the running server lacks them.
+fn launch_flags_ui(ui: &mut Ui, state: &AppState, outbox: &mut Vec<Command>) {
+    let Some(plan) = &state.plan else {
+        return;
+    };
+    if plan.launch_flags.is_empty() {
+        return;
+    }
+    let missing = state.flags_needing_restart();
+    if missing.is_empty() {
+        ui.weak(format!(
+            "This mode needs the server started with {}; wan-pilot adds it when it starts the \
+             server.",
+            plan.launch_flags.join(" ")
+        ))
+        .on_hover_text(
+            "CUDA graphs replay fixed memory addresses: they need PyTorch's own allocator.",
+        );
+        return;
+    }
+    ui.horizontal(|ui| {
+        ui.label(
+            RichText::new(format!(
+                "Restart needed: the running server lacks {} for this mode.",
+                missing.join(" ")
+            ))
+            .color(Color32::from_rgb(220, 160, 40)),
+        );
+        if ui
+            .button("Restart server")
+            .on_hover_text("Stops the server and starts it again with the flags this mode needs")
+            .clicked()
+        {
+            outbox.push(Command::RestartServer);
+        }
+    });
 }
 
 fn progress_ui(ui: &mut Ui, state: &AppState) {

@@ -108,13 +108,15 @@ pub fn settings_window(
                         }
                     });
                     ui.end_row();
-                    ui.label("or server URL").on_hover_text(
+                    let label = ui.label("or server URL").on_hover_text(
                         "A ComfyUI you run yourself: wan-pilot connects and never stops it",
                     );
-                    ui.text_edit_singleline(&mut draft.server_url);
+                    ui.text_edit_singleline(&mut draft.server_url)
+                        .labelled_by(label.id);
                     ui.end_row();
-                    ui.label("Extra launch arguments");
-                    ui.text_edit_singleline(&mut draft.extra_args);
+                    let label = ui.label("Extra launch arguments");
+                    ui.text_edit_singleline(&mut draft.extra_args)
+                        .labelled_by(label.id);
                     ui.end_row();
                     ui.label("Reserve VRAM (GiB)").on_hover_text(
                         "Memory ComfyUI keeps free for the desktop and other programs",
@@ -134,11 +136,12 @@ pub fn settings_window(
                         "retry automatically with a safer mode",
                     );
                     ui.end_row();
-                    ui.label("Output folder");
+                    let label = ui.label("Output folder");
                     ui.add(
                         egui::TextEdit::singleline(&mut draft.output_dir)
                             .hint_text("the app's runs folder"),
-                    );
+                    )
+                    .labelled_by(label.id);
                     ui.end_row();
                     ui.label("Theme");
                     ui.horizontal(|ui| {

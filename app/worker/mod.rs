@@ -18,6 +18,7 @@ use crate::comfy::server::{
 use crate::gpu::nvml::GpuProbe;
 use crate::gpu::sampler::{Sampler, SamplerEvent};
 use crate::logic::{Command, Event, GpuReading, RunRequest, WindowSettings, WorkflowSummary};
+use crate::policy::zones::BudgetView;
 use crate::runs::plan::{PlanRequest, Planner};
 use crate::runs::run::{CompileChoice, RunSpec, RunTarget};
 use crate::workflow::load::LoadedWorkflow;
@@ -155,6 +156,10 @@ struct Core {
     /// The managed server's pids, for "ours" in the VRAM meter.
     server_pids: Arc<Mutex<Vec<u32>>>,
     opened: Option<PathBuf>,
+    /// The flags the chosen mode needs (from the window).
+    wanted_flags: Vec<String>,
+    /// The flags the managed server's supervisor was set up with.
+    supervisor_flags: Vec<String>,
 }
 
 async fn serve(
@@ -184,6 +189,8 @@ async fn serve(
         sampler: None,
         server_pids: Arc::new(Mutex::new(Vec::new())),
         opened: None,
+        wanted_flags: Vec::new(),
+        supervisor_flags: Vec::new(),
     };
     core.start_gpu_sampler();
     core.check_setup().await;
@@ -232,9 +239,15 @@ impl Core {
             Command::StartServer => self.start_server().await,
             Command::StopServer => self.stop_server().await,
             Command::RestartServer => match &self.supervisor {
+                // New flags need a new launch configuration: stop, then start afresh.
+                Some(_) if self.supervisor_flags != self.wanted_flags => {
+                    self.stop_server().await;
+                    self.start_server().await;
+                }
                 Some(supervisor) => supervisor.send(SupervisorCommand::Restart),
                 None => self.start_server().await,
             },
+            Command::SetLaunchFlags(flags) => self.wanted_flags = flags,
             Command::Run(request) => self.start_run(request).await,
             Command::Cancel => self.cancel_run().await,
             Command::PickCard(name) => {
@@ -254,7 +267,22 @@ impl Core {
                     // The next start uses the new folder and arguments.
                     self.stop_server().await;
                 }
+                // Awaited, so the file is written before the next command (a quit) runs.
+                let file = settings.to_file();
+                let dir = self.data_dir.clone();
+                let saved = tokio::task::spawn_blocking(move || {
+                    crate::settings::save_settings_in(&dir, &file).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|saved| saved);
                 self.events.send(Event::SettingsSaved(settings));
+                if let Err(why) = saved {
+                    self.events.send(Event::Error(format!(
+                        "The settings apply now but were not saved: {why}. Check that the data \
+                         folder is writable."
+                    )));
+                }
                 self.check_setup().await;
                 if let Some(file) = self.opened.clone() {
                     self.open(file);
@@ -275,12 +303,19 @@ impl Core {
         let data_dir = self.data_dir.clone();
         tokio::task::spawn_blocking(move || {
             let event = match open_and_plan(&path, &settings, &probe, &data_dir) {
-                Ok(opened) => Event::WorkflowLoaded {
-                    summary: opened.summary,
-                    plan_problem: opened.planner.as_ref().err().cloned(),
-                    planner: opened.planner.ok().map(Arc::new),
-                    picked_card: opened.picked_card,
-                },
+                Ok(opened) => {
+                    // Every length at once (milliseconds), so the slider only looks numbers up.
+                    let budget = opened.planner.as_ref().ok().map(|planner| {
+                        Arc::new(BudgetView::for_planner(planner, opened.summary.fps))
+                    });
+                    Event::WorkflowLoaded {
+                        plan_problem: opened.planner.as_ref().err().cloned(),
+                        planner: opened.planner.ok().map(Arc::new),
+                        budget,
+                        summary: opened.summary,
+                        picked_card: opened.picked_card,
+                    }
+                }
                 Err(message) => Event::LoadFailed {
                     file: path,
                     message,
@@ -403,6 +438,9 @@ impl Core {
                 Ok(supervisor) => {
                     self.watch(&supervisor);
                     self.supervisor = Some(supervisor);
+                    self.events.send(Event::ServerLaunchFlags(Some(
+                        self.supervisor_flags.clone(),
+                    )));
                 }
                 Err(message) => {
                     self.events.send(Event::SetupMissing {
@@ -436,12 +474,17 @@ impl Core {
             )));
             leftover.stop(Duration::from_secs(10)).await;
         }
+        self.supervisor_flags = self.wanted_flags.clone();
         let config = SupervisorConfig {
             install,
             flags,
             settings: ServerSettings {
                 preferred_port: self.settings.port,
                 reserve_vram_gib: self.settings.reserve_gib,
+                disable_cuda_malloc: self
+                    .supervisor_flags
+                    .iter()
+                    .any(|flag| flag == crate::logic::DISABLE_CUDA_MALLOC),
                 extra_args: self.settings.extra_args.clone(),
                 timings: ServerTimings::default(),
                 ..ServerSettings::default()
@@ -494,6 +537,7 @@ impl Core {
                 watcher.abort();
             }
             self.events.send(Event::ServerState(ServerState::Stopped));
+            self.events.send(Event::ServerLaunchFlags(None));
         }
     }
 
