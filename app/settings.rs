@@ -57,6 +57,9 @@ pub struct Settings {
     /// The card the projection is for when no NVIDIA GPU is detected (a name from the card
     /// table); `None`: the default card.
     pub picked_card: Option<String>,
+    /// The workflow files opened last, newest first (the window's "Recent" list, at most 10).
+    #[serde(default)]
+    pub recent: Vec<PathBuf>,
 }
 
 impl Default for Settings {
@@ -72,6 +75,7 @@ impl Default for Settings {
             output_dir: None,
             theme: Theme::System,
             picked_card: None,
+            recent: Vec::new(),
         }
     }
 }
@@ -213,6 +217,7 @@ pub fn parse_settings(bytes: &[u8]) -> Result<(Settings, Vec<String>), String> {
     take(&map, "output_dir", &mut s.output_dir, p);
     take(&map, "theme", &mut s.theme, p);
     take(&map, "picked_card", &mut s.picked_card, p);
+    take(&map, "recent", &mut s.recent, p);
     // Numbers the budget divides by or adds: a negative or infinite one would mislead it.
     if !(s.margin_gib.is_finite() && (0.0..=1024.0).contains(&s.margin_gib)) {
         problems.push(format!(

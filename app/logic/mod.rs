@@ -11,6 +11,8 @@ use crate::budget::projection::FrameProjection;
 use crate::comfy::server::ServerState;
 use crate::policy::Choice;
 use crate::policy::zones::BudgetView;
+use crate::presets::PresetDefaults;
+use crate::presets::store::{BrokenPreset, PresetEntry, PresetId};
 use crate::runs::history::HistoryItem;
 use crate::runs::plan::Planner;
 use crate::runs::run::RunEvent;
@@ -22,6 +24,8 @@ pub const LOG_RING_LINES: usize = 2000;
 pub const VRAM_SAMPLES: usize = 8000;
 /// The card the projection uses when no NVIDIA GPU is found and none was picked.
 pub const DEFAULT_CARD: &str = "GeForce RTX 5090";
+/// Workflow files the "Recent" list keeps.
+pub const RECENT_LIMIT: usize = 10;
 /// Wan's sizes offered in the size picker (width, height): 480p and 720p, landscape, portrait
 /// and square, as the official workflows use them.
 pub const WAN_SIZES: &[(u32, u32)] = &[
@@ -388,6 +392,33 @@ pub struct AppState {
     pub settings: WindowSettings,
     pub setup: Setup,
     pub toasts: Vec<Toast>,
+    pub presets: PresetsView,
+    /// Workflow files opened last, newest first (at most [`RECENT_LIMIT`]).
+    pub recent: Vec<PathBuf>,
+}
+
+/// The preset list as the left panel shows it, and what is being typed there.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PresetsView {
+    /// Shipped presets first, then the user's; `None` until the worker listed them.
+    pub entries: Option<Vec<PresetEntry>>,
+    /// Files that could not be used, with the reasons (kept aside, never dropped).
+    pub broken: Vec<BrokenPreset>,
+    /// Why the list could not be read at all.
+    pub problem: Option<String>,
+    /// The preset the open workflow came from.
+    pub opened: Option<PresetId>,
+    /// The name typed for "Save as preset" (and for a rename).
+    pub name_text: String,
+    /// The file typed for import or export (empty: a dialog asks).
+    pub path_text: String,
+}
+
+impl PresetsView {
+    /// The listed preset with this id.
+    pub fn entry(&self, id: &PresetId) -> Option<&PresetEntry> {
+        self.entries.as_ref()?.iter().find(|entry| &entry.id == id)
+    }
 }
 
 /// What the window asks of the worker (and the two length/mode edits it applies itself).
@@ -415,6 +446,29 @@ pub enum Command {
     SetLaunchFlags(Vec<String>),
     SaveSettings(WindowSettings),
     ReloadHistory,
+    /// List the shipped and user presets (and the files that could not be used).
+    ListPresets,
+    /// Open a preset like a workflow file; its defaults (length, size) become the inputs.
+    OpenPreset(PresetId),
+    /// Save the open workflow as a new user preset with this length and size.
+    SaveAsPreset {
+        name: String,
+        frames: u32,
+        size: Option<(u32, u32)>,
+    },
+    DuplicatePreset(PresetId),
+    RenamePreset {
+        id: PresetId,
+        name: String,
+    },
+    DeletePreset(PresetId),
+    /// Import one preset file; `None`: ask with a dialog.
+    ImportPreset(Option<PathBuf>),
+    /// Export one preset to a file; `None`: ask with a dialog.
+    ExportPreset {
+        id: PresetId,
+        to: Option<PathBuf>,
+    },
     /// Stop the server and end the worker.
     Shutdown,
 }
@@ -487,6 +541,19 @@ pub enum Event {
     SettingsSaved(WindowSettings),
     /// A managed server was set up with these flags (`None`: no managed server any more).
     ServerLaunchFlags(Option<Vec<String>>),
+    /// The preset list (`Err`: why the folder could not be read). `broken` names every file
+    /// that could not be used, with the reason.
+    PresetsListed {
+        listing: Result<Vec<PresetEntry>, String>,
+        broken: Vec<BrokenPreset>,
+    },
+    /// The workflow just loaded came from this preset: its defaults become the inputs.
+    PresetOpened {
+        id: PresetId,
+        defaults: PresetDefaults,
+    },
+    /// The "Recent" list changed.
+    RecentChanged(Vec<PathBuf>),
     Notice(String),
     Error(String),
 }
@@ -622,6 +689,7 @@ pub fn apply(state: &mut AppState, event: Event) {
             picked_card,
         } => {
             state.opening = None;
+            state.presets.opened = None;
             if let Some(frames) = summary.frames {
                 state.frames = snap_frames(frames.max(1));
             }
@@ -711,6 +779,22 @@ pub fn apply(state: &mut AppState, event: Event) {
             state.toast("Settings saved", false);
         }
         Event::ServerLaunchFlags(flags) => state.server_launch_flags = flags,
+        Event::PresetsListed { listing, broken } => {
+            match listing {
+                Ok(entries) => {
+                    state.presets.entries = Some(entries);
+                    state.presets.problem = None;
+                }
+                Err(why) => state.presets.problem = Some(why),
+            }
+            state.presets.broken = broken;
+        }
+        Event::PresetOpened { id, defaults } => {
+            state.set_frames(defaults.frames);
+            state.inputs.size = Some((defaults.width, defaults.height));
+            state.presets.opened = Some(id);
+        }
+        Event::RecentChanged(recent) => state.recent = recent,
         Event::Notice(text) => state.toast(text, false),
         Event::Error(text) => state.toast(text, true),
     }
@@ -812,6 +896,67 @@ mod tests {
         assert!(state.run_request(7).is_some());
         state.set_frames(50);
         assert_eq!(state.frames, 49);
+    }
+
+    #[test]
+    fn a_preset_sets_length_and_size_and_broken_files_are_kept_in_view() {
+        let mut state = AppState::new(WindowSettings::default());
+        apply(
+            &mut state,
+            Event::PresetsListed {
+                listing: Ok(Vec::new()),
+                broken: vec![BrokenPreset {
+                    file: PathBuf::from("/p/bad.json"),
+                    reason: "not valid JSON".into(),
+                    kept_as: Some(PathBuf::from("/p/bad.json.broken")),
+                    not_moved: None,
+                }],
+            },
+        );
+        assert_eq!(state.presets.entries, Some(Vec::new()));
+        assert_eq!(state.presets.broken.len(), 1);
+        apply(
+            &mut state,
+            Event::WorkflowLoaded {
+                summary: summary(),
+                planner: None,
+                budget: None,
+                plan_problem: None,
+                picked_card: None,
+            },
+        );
+        let id = PresetId::Shipped("wan22-14b-t2v.json".into());
+        apply(
+            &mut state,
+            Event::PresetOpened {
+                id: id.clone(),
+                defaults: PresetDefaults {
+                    frames: 50,
+                    ..PresetDefaults::default()
+                },
+            },
+        );
+        assert_eq!(state.frames, 49, "snapped to 4n+1");
+        assert_eq!(state.inputs.size, Some((832, 480)));
+        assert_eq!(state.presets.opened, Some(id));
+        apply(
+            &mut state,
+            Event::PresetsListed {
+                listing: Err("cannot read the folder".into()),
+                broken: Vec::new(),
+            },
+        );
+        assert_eq!(
+            state.presets.entries,
+            Some(Vec::new()),
+            "the last list stays"
+        );
+        assert!(state.presets.problem.is_some());
+        apply(
+            &mut state,
+            Event::RecentChanged(vec![PathBuf::from("/w/a.json")]),
+        );
+        assert_eq!(state.recent, vec![PathBuf::from("/w/a.json")]);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The window's areas: left (open a workflow, the run's inputs), centre (length, budget, mode,
+//! The window's areas: left (presets, recent workflows, open a workflow, the run's inputs), centre (length, budget, mode,
 //! Run / Cancel, progress), right (outputs), the bottom drawer (server log, history, VRAM over
 //! time), the first-run choice and the toasts.
 
@@ -6,11 +6,215 @@ use egui::{Color32, RichText, Ui};
 
 use super::{DrawerTab, UiLocal};
 use crate::logic::{AppState, Command, RunOutcome, Setup, WAN_SIZES};
+use crate::presets::store::PresetEntry;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-/// Open (dialog, typed path, drag and drop) and the run's inputs.
+/// Presets and recent workflows, Open (dialog, typed path, drag and drop) and the run's inputs;
+/// scrolls when the window is short.
 pub fn left_ui(ui: &mut Ui, state: &mut AppState, local: &mut UiLocal, outbox: &mut Vec<Command>) {
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            presets_ui(ui, state, outbox);
+            recent_ui(ui, state, outbox);
+            ui.separator();
+            workflow_ui(ui, state, local, outbox);
+        });
+}
+
+/// The shipped and user presets: open one, save the open workflow as one, duplicate, rename,
+/// delete, import and export; files that could not be used, with the reasons.
+fn presets_ui(ui: &mut Ui, state: &mut AppState, outbox: &mut Vec<Command>) {
+    egui::CollapsingHeader::new(RichText::new("Presets").heading())
+        .id_salt("presets")
+        .default_open(true)
+        .show(ui, |ui| {
+            let presets = &mut state.presets;
+            match &presets.entries {
+                None if presets.problem.is_none() => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Reading the presets");
+                    });
+                }
+                None => {}
+                Some(entries) => {
+                    for entry in entries {
+                        preset_line_ui(ui, entry, presets.opened.as_ref(), presets, outbox);
+                    }
+                }
+            }
+            if let Some(problem) = &presets.problem {
+                ui.label(
+                    RichText::new(format!("The presets could not be read: {problem}"))
+                        .color(Color32::from_rgb(220, 90, 70)),
+                );
+            }
+            for broken in &presets.broken {
+                let file = broken
+                    .file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                ui.label(
+                    RichText::new(format!("Unusable: {file}: {}", broken.reason))
+                        .color(Color32::from_rgb(220, 160, 40)),
+                )
+                .on_hover_text(broken.to_string());
+            }
+            // Fields on lines of their own: the panel keeps its width.
+            let label = ui.label("Preset name:");
+            ui.add(
+                egui::TextEdit::singleline(&mut presets.name_text)
+                    .hint_text("a name for a new preset, or a rename")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(label.id);
+            let name = presets.name_text.trim().to_string();
+            let can_save = state.workflow.is_some() && !name.is_empty();
+            let save = ui
+                .add_enabled(can_save, egui::Button::new("Save as preset"))
+                .on_hover_text("Save the open workflow, with this length and size, as a preset");
+            let save = save.on_disabled_hover_text("open a workflow and type a name first");
+            if save.clicked() {
+                outbox.push(Command::SaveAsPreset {
+                    name,
+                    frames: state.frames,
+                    size: state.inputs.size,
+                });
+            }
+            let presets = &mut state.presets;
+            let label = ui.label("Preset file:");
+            ui.add(
+                egui::TextEdit::singleline(&mut presets.path_text)
+                    .hint_text("for import or export; empty: a dialog asks")
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(label.id);
+            ui.horizontal(|ui| {
+                if ui
+                    .button("Import")
+                    .on_hover_text("Add the preset file typed above (or picked) to your presets")
+                    .clicked()
+                {
+                    outbox.push(Command::ImportPreset(typed_path(&presets.path_text)));
+                }
+                if ui
+                    .button("Refresh")
+                    .on_hover_text("Read the presets folder again")
+                    .clicked()
+                {
+                    outbox.push(Command::ListPresets);
+                }
+            });
+        });
+}
+
+/// One preset: click to open it; its menu duplicates, renames, exports or deletes it.
+fn preset_line_ui(
+    ui: &mut Ui,
+    entry: &PresetEntry,
+    opened: Option<&crate::presets::store::PresetId>,
+    presets: &crate::logic::PresetsView,
+    outbox: &mut Vec<Command>,
+) {
+    ui.horizontal(|ui| {
+        let d = entry.defaults;
+        let facts = format!(
+            "{}×{}, {} frames at {} fps, {} steps",
+            d.width, d.height, d.frames, d.fps, d.steps
+        );
+        let hover = if entry.description.is_empty() {
+            facts
+        } else {
+            format!("{}\n{facts}", entry.description)
+        };
+        if ui
+            .selectable_label(opened == Some(&entry.id), &entry.name)
+            .on_hover_text(hover)
+            .clicked()
+        {
+            outbox.push(Command::OpenPreset(entry.id.clone()));
+        }
+        ui.menu_button("…", |ui| {
+            if ui.button("Duplicate").clicked() {
+                outbox.push(Command::DuplicatePreset(entry.id.clone()));
+                ui.close();
+            }
+            let new_name = presets.name_text.trim().to_string();
+            let rename = ui
+                .add_enabled(
+                    !entry.read_only && !new_name.is_empty(),
+                    egui::Button::new("Rename to the name typed in \"Preset name\""),
+                )
+                .on_disabled_hover_text(if entry.read_only {
+                    "shipped presets cannot be renamed: duplicate it first"
+                } else {
+                    "type the new name in \"Preset name\" first"
+                });
+            if rename.clicked() {
+                outbox.push(Command::RenamePreset {
+                    id: entry.id.clone(),
+                    name: new_name,
+                });
+                ui.close();
+            }
+            if ui
+                .button("Export…")
+                .on_hover_text("To the file typed in \"Preset file\", or one a dialog asks for")
+                .clicked()
+            {
+                outbox.push(Command::ExportPreset {
+                    id: entry.id.clone(),
+                    to: typed_path(&presets.path_text),
+                });
+                ui.close();
+            }
+            let delete = ui
+                .add_enabled(!entry.read_only, egui::Button::new("Delete"))
+                .on_disabled_hover_text("shipped presets cannot be deleted");
+            if delete.clicked() {
+                outbox.push(Command::DeletePreset(entry.id.clone()));
+                ui.close();
+            }
+        });
+    });
+}
+
+/// The typed path, or `None` when the field is empty (then a dialog asks).
+fn typed_path(text: &str) -> Option<std::path::PathBuf> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.into())
+}
+
+/// The workflow files opened last; click one to open it again.
+fn recent_ui(ui: &mut Ui, state: &AppState, outbox: &mut Vec<Command>) {
+    egui::CollapsingHeader::new(RichText::new("Recent").heading())
+        .id_salt("recent")
+        .default_open(true)
+        .show(ui, |ui| {
+            if state.recent.is_empty() {
+                ui.label(RichText::new("No workflow opened yet.").weak());
+            }
+            for path in &state.recent {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| path.display().to_string());
+                if ui
+                    .add(egui::Button::new(name).truncate())
+                    .on_hover_text(path.display().to_string())
+                    .clicked()
+                {
+                    outbox.push(Command::OpenFile(path.clone()));
+                }
+            }
+        });
+}
+
+/// Open (dialog, typed path, drag and drop), what the open workflow is, and the run's inputs.
+fn workflow_ui(ui: &mut Ui, state: &mut AppState, local: &mut UiLocal, outbox: &mut Vec<Command>) {
     ui.heading("Workflow");
     if ui
         .button("Open…")
@@ -50,6 +254,14 @@ pub fn left_ui(ui: &mut Ui, state: &mut AppState, local: &mut UiLocal, outbox: &
                 .unwrap_or_default();
             ui.label(RichText::new(name).strong())
                 .on_hover_text(workflow.file.display().to_string());
+            if let Some(entry) = state
+                .presets
+                .opened
+                .as_ref()
+                .and_then(|id| state.presets.entry(id))
+            {
+                ui.label(format!("From the preset \"{}\"", entry.name));
+            }
             egui::Grid::new("workflow_facts")
                 .num_columns(2)
                 .show(ui, |ui| {

@@ -17,8 +17,12 @@ use crate::comfy::server::{
 };
 use crate::gpu::nvml::GpuProbe;
 use crate::gpu::sampler::{Sampler, SamplerEvent};
-use crate::logic::{Command, Event, GpuReading, RunRequest, WindowSettings, WorkflowSummary};
+use crate::logic::{
+    Command, Event, GpuReading, RECENT_LIMIT, RunRequest, WindowSettings, WorkflowSummary,
+};
 use crate::policy::zones::BudgetView;
+use crate::presets::store::{BrokenPreset, PRESETS_DIR, PresetId, PresetStore};
+use crate::presets::{Preset, PresetDefaults};
 use crate::runs::plan::{PlanRequest, Planner};
 use crate::runs::run::{CompileChoice, RunSpec, RunTarget};
 use crate::workflow::load::LoadedWorkflow;
@@ -160,6 +164,11 @@ struct Core {
     wanted_flags: Vec<String>,
     /// The flags the managed server's supervisor was set up with.
     supervisor_flags: Vec<String>,
+    /// The preset the open workflow came from, with its defaults (re-applied on a re-open).
+    opened_preset: Option<(PresetId, PresetDefaults)>,
+    presets: PresetStore,
+    /// The "Recent" list, newest first; shared with the open tasks that add to it.
+    recent: Arc<Mutex<Vec<PathBuf>>>,
 }
 
 async fn serve(
@@ -175,6 +184,7 @@ async fn serve(
             reason: e.to_string(),
         });
     let dirs = ServerDirs::in_data_dir(&data_dir);
+    let data_dir_presets = data_dir.join(PRESETS_DIR);
     let mut core = Core {
         events,
         self_tx,
@@ -191,7 +201,12 @@ async fn serve(
         opened: None,
         wanted_flags: Vec::new(),
         supervisor_flags: Vec::new(),
+        opened_preset: None,
+        presets: PresetStore::in_dir(data_dir_presets),
+        recent: Arc::new(Mutex::new(Vec::new())),
     };
+    core.load_recent().await;
+    core.list_presets();
     core.start_gpu_sampler();
     core.check_setup().await;
     core.reload_history();
@@ -207,7 +222,64 @@ async fn serve(
 impl Core {
     async fn handle(&mut self, command: Command) {
         match command {
-            Command::OpenFile(path) => self.open(path),
+            Command::OpenFile(path) => {
+                self.opened_preset = None;
+                self.open(path);
+            }
+            Command::ListPresets => self.list_presets(),
+            Command::OpenPreset(id) => self.open_preset(id).await,
+            Command::SaveAsPreset { name, frames, size } => {
+                self.save_as_preset(name, frames, size).await;
+            }
+            Command::DuplicatePreset(id) => {
+                self.preset_change(move |store| store.duplicate(&id).map(|_| "Duplicated".into()))
+                    .await;
+            }
+            Command::RenamePreset { id, name } => {
+                self.preset_change(move |store| {
+                    store
+                        .rename(&id, &name)
+                        .map(|()| format!("Renamed to \"{name}\""))
+                })
+                .await;
+            }
+            Command::DeletePreset(id) => {
+                self.preset_change(move |store| store.delete(&id).map(|()| "Deleted".into()))
+                    .await;
+            }
+            Command::ImportPreset(None) => {
+                // The dialog waits for the user: on its own thread, then back as a command.
+                let tx = self.self_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Some(path) = dialog_path(false) {
+                        let _ = tx.send(Command::ImportPreset(Some(path)));
+                    }
+                });
+            }
+            Command::ImportPreset(Some(path)) => {
+                self.preset_change(move |store| {
+                    store
+                        .import(&path)
+                        .map(|id| format!("Imported {} as {}", path.display(), id.file()))
+                })
+                .await;
+            }
+            Command::ExportPreset { id, to: None } => {
+                let tx = self.self_tx.clone();
+                tokio::task::spawn_blocking(move || {
+                    if let Some(to) = dialog_path(true) {
+                        let _ = tx.send(Command::ExportPreset { id, to: Some(to) });
+                    }
+                });
+            }
+            Command::ExportPreset { id, to: Some(to) } => {
+                self.preset_change(move |store| {
+                    store
+                        .export(&id, &to)
+                        .map(|()| format!("Exported to {}", to.display()))
+                })
+                .await;
+            }
             Command::BrowseForWorkflow => {
                 let tx = self.self_tx.clone();
                 tokio::task::spawn_blocking(move || {
@@ -268,9 +340,14 @@ impl Core {
                     self.stop_server().await;
                 }
                 // Awaited, so the file is written before the next command (a quit) runs.
-                let file = settings.to_file();
+                let mut file = settings.to_file();
                 let dir = self.data_dir.clone();
+                let recent = self.recent.clone();
                 let saved = tokio::task::spawn_blocking(move || {
+                    // The recent list's lock also keeps this write apart from a recent-list
+                    // write (neither loses the other's change).
+                    let recent = recent.lock().unwrap_or_else(|p| p.into_inner());
+                    file.recent = recent.clone();
                     crate::settings::save_settings_in(&dir, &file).map_err(|e| e.to_string())
                 })
                 .await
@@ -293,7 +370,8 @@ impl Core {
         }
     }
 
-    /// Reads, inspects and plans `path` on a blocking thread.
+    /// Reads, inspects and plans `path` on a blocking thread. A workflow file (not a preset)
+    /// goes to the front of the "Recent" list once it opened.
     fn open(&mut self, path: PathBuf) {
         self.opened = Some(path.clone());
         self.events.send(Event::Opening(path.clone()));
@@ -301,8 +379,12 @@ impl Core {
         let settings = self.settings.clone();
         let probe = self.probe.clone();
         let data_dir = self.data_dir.clone();
+        let preset = self.opened_preset.clone();
+        let recent = self.recent.clone();
         tokio::task::spawn_blocking(move || {
-            let event = match open_and_plan(&path, &settings, &probe, &data_dir) {
+            let opened = open_and_plan(&path, &settings, &probe, &data_dir);
+            let loaded = opened.is_ok();
+            let event = match opened {
                 Ok(opened) => {
                     // Every length at once (milliseconds), so the slider only looks numbers up.
                     let budget = opened.planner.as_ref().ok().map(|planner| {
@@ -317,12 +399,110 @@ impl Core {
                     }
                 }
                 Err(message) => Event::LoadFailed {
-                    file: path,
+                    file: path.clone(),
                     message,
                 },
             };
             events.send(event);
+            match preset {
+                Some((id, defaults)) if loaded => events.send(Event::PresetOpened { id, defaults }),
+                Some(_) => {}
+                None if loaded => remember_recent(&recent, &path, &data_dir, &events),
+                None => {}
+            }
         });
+    }
+
+    /// Reads the "Recent" list from the settings file and shows it.
+    async fn load_recent(&mut self) {
+        let dir = self.data_dir.clone();
+        let recent = tokio::task::spawn_blocking(move || {
+            crate::settings::load_settings_in(&dir)
+                .map(|loaded| loaded.settings.recent)
+                .unwrap_or_default()
+        })
+        .await
+        .unwrap_or_default();
+        *self.recent.lock().unwrap_or_else(|p| p.into_inner()) = recent.clone();
+        self.events.send(Event::RecentChanged(recent));
+    }
+
+    /// Lists the presets on a blocking thread and reports them.
+    fn list_presets(&self) {
+        let store = self.presets.clone();
+        let events = self.events.clone();
+        tokio::task::spawn_blocking(move || events.send(listing_event(&store)));
+    }
+
+    /// Writes the preset's prompt where the workflow reader finds it, then opens it like a file;
+    /// its defaults follow the load.
+    async fn open_preset(&mut self, id: PresetId) {
+        let store = self.presets.clone();
+        let dir = self.data_dir.join("opened-presets");
+        let wanted = id.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let preset = store.load(&wanted).map_err(|e| e.to_string())?;
+            let prefix = if wanted.is_shipped() {
+                "shipped"
+            } else {
+                "user"
+            };
+            let path = dir.join(format!("{prefix}-{}", wanted.file()));
+            crate::runs::store::write_atomically(&path, &preset.prompt_bytes())
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((path, preset.defaults))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|written| written);
+        match written {
+            Ok((path, defaults)) => {
+                self.opened_preset = Some((id, defaults));
+                self.open(path);
+            }
+            Err(why) => self.events.send(Event::Error(format!(
+                "Could not open the preset {id}: {why}. Choose another one, or re-import it."
+            ))),
+        }
+    }
+
+    /// Saves the open workflow, with this length and size, as a new user preset.
+    async fn save_as_preset(&mut self, name: String, frames: u32, size: Option<(u32, u32)>) {
+        let Some(file) = self.opened.clone() else {
+            self.events.send(Event::Error(
+                "Open a workflow first, then save it as a preset.".into(),
+            ));
+            return;
+        };
+        self.preset_change(move |store| {
+            let preset = preset_from_file(&file, &name, frames, size)
+                .map_err(crate::presets::PresetError::Invalid)?;
+            store
+                .save_new(&preset)
+                .map(|id| format!("Saved the preset \"{}\" ({})", preset.name, id.file()))
+        })
+        .await;
+    }
+
+    /// Runs one change to the presets on a blocking thread, says how it went, and lists again.
+    async fn preset_change(
+        &mut self,
+        change: impl FnOnce(&PresetStore) -> Result<String, crate::presets::PresetError>
+        + Send
+        + 'static,
+    ) {
+        let store = self.presets.clone();
+        let done = tokio::task::spawn_blocking(move || change(&store))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|done| done.map_err(|e| e.to_string()));
+        match done {
+            Ok(text) => self.events.send(Event::Notice(text)),
+            Err(why) => self
+                .events
+                .send(Event::Error(format!("The preset was not changed: {why}"))),
+        }
+        self.list_presets();
     }
 
     /// Whether a ComfyUI folder (or a URL) is known; the first-run choice otherwise.
@@ -834,5 +1014,113 @@ pub fn summarise(path: &Path, inspection: &Inspection) -> WorkflowSummary {
             inspection.family,
             Family::I2v | Family::Ti2v | Family::Flf2v
         ),
+    }
+}
+
+/// The preset list as an event; files set aside earlier are read again for their reasons, so
+/// the window can say why each is unusable.
+fn listing_event(store: &PresetStore) -> Event {
+    match store.list() {
+        Ok(listing) => {
+            let mut broken = listing.broken;
+            for path in listing.kept_aside {
+                if broken.iter().any(|b| b.kept_as.as_ref() == Some(&path)) {
+                    continue;
+                }
+                let reason = match std::fs::read(&path) {
+                    Ok(bytes) => Preset::parse(&bytes)
+                        .err()
+                        .unwrap_or_else(|| "set aside earlier; it reads well now".into()),
+                    Err(e) => format!("cannot read it ({e})"),
+                };
+                broken.push(BrokenPreset {
+                    file: path.clone(),
+                    reason,
+                    kept_as: Some(path),
+                    not_moved: None,
+                });
+            }
+            Event::PresetsListed {
+                listing: Ok(listing.presets),
+                broken,
+            }
+        }
+        Err(e) => Event::PresetsListed {
+            listing: Err(e.to_string()),
+            broken: Vec::new(),
+        },
+    }
+}
+
+/// The preset a workflow file makes, with the window's length and size as its defaults.
+fn preset_from_file(
+    file: &Path,
+    name: &str,
+    frames: u32,
+    size: Option<(u32, u32)>,
+) -> Result<Preset, String> {
+    let bytes = std::fs::read(file).map_err(|e| format!("cannot read {} ({e})", file.display()))?;
+    let loaded = crate::workflow::load::load(&bytes).map_err(|e| e.to_string())?;
+    let inspection = recognise::inspect(&loaded, NodeDefs::bundled()).map_err(|e| e.to_string())?;
+    let mut defaults = PresetDefaults::from_inspection(&inspection, PresetDefaults::default());
+    defaults.frames = frames;
+    if let Some((width, height)) = size {
+        defaults.width = width;
+        defaults.height = height;
+    }
+    let prompt = match (&loaded.api, &loaded.ui) {
+        (Some((prompt, _)), _) if loaded.reads_prompt() => prompt.clone(),
+        (_, Some(ui)) => crate::workflow::convert::ui_to_api(
+            ui,
+            NodeDefs::bundled(),
+            &crate::workflow::convert::ConvertOptions::default(),
+        )
+        .map_err(|e| e.to_string())?,
+        (Some((prompt, _)), None) => prompt.clone(),
+        (None, None) => return Err("it holds no workflow".into()),
+    };
+    Preset::from_api(name, "", defaults, &prompt).map_err(|e| e.to_string())
+}
+
+/// Puts `path` at the front of the "Recent" list, keeps it in the settings file and shows it.
+fn remember_recent(
+    recent: &Mutex<Vec<PathBuf>>,
+    path: &Path,
+    data_dir: &Path,
+    events: &EventSender,
+) {
+    // Held until the file is written: a settings save waits for it (and the other way round).
+    let mut list = recent.lock().unwrap_or_else(|p| p.into_inner());
+    list.retain(|p| p != path);
+    list.insert(0, path.to_path_buf());
+    list.truncate(RECENT_LIMIT);
+    events.send(Event::RecentChanged(list.clone()));
+    // The other settings stay as the file has them (the last save wrote them).
+    if let Ok(loaded) = crate::settings::load_settings_in(data_dir)
+        && loaded.settings.recent != *list
+    {
+        let mut file = loaded.settings;
+        file.recent = list.clone();
+        if let Err(e) = crate::settings::save_settings_in(data_dir, &file) {
+            events.send(Event::Error(format!(
+                "The recent workflows were not saved: {e}. Check that the data folder is writable."
+            )));
+        }
+    }
+}
+
+/// The native file dialog for a preset file (blocking: call it off the UI thread).
+fn dialog_path(save: bool) -> Option<PathBuf> {
+    let dialog = rfd::FileDialog::new()
+        .set_title(if save {
+            "Export the preset to"
+        } else {
+            "Import a preset file"
+        })
+        .add_filter("Presets", &["json"]);
+    if save {
+        dialog.set_file_name("preset.json").save_file()
+    } else {
+        dialog.pick_file()
     }
 }
