@@ -262,16 +262,7 @@ fn take<T: DeserializeOwned>(
 
 /// Renames `path` to `<name>.broken` (or `.broken-2`, … if taken) and returns the new path.
 fn set_aside(path: &Path) -> Result<PathBuf, SettingsError> {
-    let name = path.file_name().map_or_else(
-        || SETTINGS_FILE.into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let mut to = path.with_file_name(format!("{name}.broken"));
-    let mut n = 2;
-    while to.exists() {
-        to = path.with_file_name(format!("{name}.broken-{n}"));
-        n += 1;
-    }
+    let to = crate::runs::store::broken_path(path);
     match fs::rename(path, &to) {
         Ok(()) => Ok(to),
         Err(source) => Err(SettingsError::SetAside {

@@ -486,16 +486,7 @@ fn prompt_as_preset(path: &Path, bytes: &[u8]) -> Option<Preset> {
 
 /// Renames `path` to `<file>.broken` (or `.broken-2`, … if taken) and says so.
 fn set_aside_file(path: &Path, reason: String) -> BrokenPreset {
-    let name = path.file_name().map_or_else(
-        || "preset.json".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let mut to = path.with_file_name(format!("{name}.broken"));
-    let mut n = 2;
-    while to.exists() {
-        to = path.with_file_name(format!("{name}.broken-{n}"));
-        n += 1;
-    }
+    let to = crate::runs::store::broken_path(path);
     let (kept_as, not_moved) = match fs::rename(path, &to) {
         Ok(()) => (Some(to), None),
         Err(e) => (None, Some(e.to_string())),

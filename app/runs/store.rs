@@ -197,6 +197,22 @@ fn parse_calibration(bytes: &[u8]) -> Result<Calibration, String> {
     serde_json::from_value(value).map_err(|e| format!("not a calibration file: {e}"))
 }
 
+/// Where a broken file is kept: `<name>.broken`, or `<name>.broken-2`, `-3`, … when taken.
+/// Settings and preset files are set aside under these names (the calibration file adds the
+/// time, see `set_aside`).
+pub fn broken_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let mut to = path.with_file_name(format!("{name}.broken"));
+    let mut n = 2;
+    while to.exists() {
+        to = path.with_file_name(format!("{name}.broken-{n}"));
+        n += 1;
+    }
+    to
+}
+
 /// Renames `path` to `<name>.broken-<secs>` (with a counter if that exists) and returns the new
 /// path.
 fn set_aside(path: &Path) -> Result<PathBuf, StoreError> {
